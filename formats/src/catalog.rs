@@ -1,0 +1,318 @@
+//! The catalog (`.catalog.tsv`, in the last volume): the complete backed-up
+//! state at the time of the backup, one line per file (docs/formats/archive.md,
+//! "Catalog"). A differential is computed from its base full's catalog alone,
+//! and restoring a chain reproduces the catalog's state, deletions included.
+//!
+//! ```text
+//! # mailvault catalog 1
+//! # crc32	size	mtime	where	path
+//! 1c291ca3	1133	1795000000.000000000	0	store/mail/example.com/john/INBOX/#msgs/0000000a.eml
+//! 9a0f11be	2048	1794000000.500000000	base	users.cfg
+//! 00000000	512	1793000000.000000000	deleted	store/mail/example.com/john/INBOX/#msgs/00000001.eml
+//! ```
+
+use std::fmt::Write as _;
+
+use crate::{Error, Result};
+
+const FILE: &str = ".catalog.tsv";
+const MAGIC: &str = "# mailvault catalog 1";
+
+/// Modification time with nanoseconds, as the filesystem reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Mtime {
+    /// Seconds since the Unix epoch (may be negative).
+    pub secs: i64,
+    /// Nanoseconds, `0..1_000_000_000`.
+    pub nanos: u32,
+}
+
+impl Mtime {
+    /// From a `SystemTime`; times before the epoch are kept as negative seconds.
+    #[must_use]
+    pub fn from_system(t: std::time::SystemTime) -> Self {
+        match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => Self {
+                secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+                nanos: d.subsec_nanos(),
+            },
+            Err(e) => {
+                let d = e.duration();
+                let secs = -i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+                if d.subsec_nanos() == 0 {
+                    Self { secs, nanos: 0 }
+                } else {
+                    Self {
+                        secs: secs - 1,
+                        nanos: 1_000_000_000 - d.subsec_nanos(),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Back to a `SystemTime`.
+    #[must_use]
+    pub fn to_system(self) -> std::time::SystemTime {
+        let base = if self.secs >= 0 {
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.secs.unsigned_abs())
+        } else {
+            std::time::UNIX_EPOCH - std::time::Duration::from_secs(self.secs.unsigned_abs())
+        };
+        base + std::time::Duration::from_nanos(u64::from(self.nanos))
+    }
+}
+
+/// Where the content of a catalogued file lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Location {
+    /// In this archive, in the given volume (0 = first).
+    Volume(u32),
+    /// Unchanged since the base full: read it from there (differentials only).
+    Base,
+    /// Present in the base full but deleted since (differentials only); not part of the state.
+    Deleted,
+}
+
+/// One line of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogEntry {
+    /// Install-root-relative path with `/` separators (`store/mail/...`), the
+    /// archive entry being `@backup/<path>`.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time.
+    pub mtime: Mtime,
+    /// CRC-32 of the content (for `deleted` rows: of the content in the base).
+    pub crc32: u32,
+    /// Where the content is.
+    pub location: Location,
+}
+
+/// The whole catalog, in archive order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Entries (state entries and, for a differential, `deleted` rows).
+    pub entries: Vec<CatalogEntry>,
+}
+
+impl Catalog {
+    /// Entries that make up the backed-up state (everything but `deleted` rows).
+    pub fn state(&self) -> impl Iterator<Item = &CatalogEntry> {
+        self.entries
+            .iter()
+            .filter(|e| e.location != Location::Deleted)
+    }
+
+    /// Parses `.catalog.tsv`.
+    ///
+    /// # Errors
+    /// A missing header line or any malformed row, naming its line.
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Error::BadLine {
+            file: FILE,
+            line: 1,
+            reason: "not UTF-8".into(),
+        })?;
+        let mut lines = text.lines().enumerate();
+        match lines.next() {
+            Some((_, l)) if l == MAGIC => {}
+            _ => {
+                return Err(Error::BadLine {
+                    file: FILE,
+                    line: 1,
+                    reason: format!("expected `{MAGIC}`"),
+                });
+            }
+        }
+        let mut entries = Vec::new();
+        for (i, line) in lines {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let bad = |reason: String| Error::BadLine {
+                file: FILE,
+                line: i + 1,
+                reason,
+            };
+            let mut cols = line.splitn(5, '\t');
+            let (Some(crc), Some(size), Some(mtime), Some(loc), Some(path)) = (
+                cols.next(),
+                cols.next(),
+                cols.next(),
+                cols.next(),
+                cols.next(),
+            ) else {
+                return Err(bad("expected 5 tab-separated columns".into()));
+            };
+            let crc32 =
+                u32::from_str_radix(crc, 16).map_err(|_| bad(format!("bad crc32 `{crc}`")))?;
+            let size = size
+                .parse()
+                .map_err(|_| bad(format!("bad size `{size}`")))?;
+            let mtime = parse_mtime(mtime).ok_or_else(|| bad(format!("bad mtime `{mtime}`")))?;
+            let location = match loc {
+                "base" => Location::Base,
+                "deleted" => Location::Deleted,
+                n => Location::Volume(n.parse().map_err(|_| bad(format!("bad location `{n}`")))?),
+            };
+            let path = unescape(path).ok_or_else(|| bad("bad escape in path".into()))?;
+            crate::layout::check_relative(&path)?;
+            entries.push(CatalogEntry {
+                path,
+                size,
+                mtime,
+                crc32,
+                location,
+            });
+        }
+        Ok(Self { entries })
+    }
+
+    /// Writes the text form into `out`.
+    pub fn write_to(&self, out: &mut String) {
+        out.push_str(MAGIC);
+        out.push_str("\n# crc32\tsize\tmtime\twhere\tpath\n");
+        for e in &self.entries {
+            let loc = match e.location {
+                Location::Volume(n) => n.to_string(),
+                Location::Base => "base".into(),
+                Location::Deleted => "deleted".into(),
+            };
+            let _ = writeln!(
+                out,
+                "{:08x}\t{}\t{}.{:09}\t{}\t{}",
+                e.crc32,
+                e.size,
+                e.mtime.secs,
+                e.mtime.nanos,
+                loc,
+                escape(&e.path)
+            );
+        }
+    }
+
+    /// The text form.
+    #[must_use]
+    pub fn to_text(&self) -> String {
+        let mut s = String::with_capacity(self.entries.len() * 96);
+        self.write_to(&mut s);
+        s
+    }
+}
+
+fn parse_mtime(s: &str) -> Option<Mtime> {
+    let (secs, nanos) = s.split_once('.')?;
+    let nanos: u32 = nanos.parse().ok()?;
+    if nanos >= 1_000_000_000 {
+        return None;
+    }
+    Some(Mtime {
+        secs: secs.parse().ok()?,
+        nanos,
+    })
+}
+
+fn escape(path: &str) -> String {
+    if !path.contains(['\\', '\t', '\n', '\r']) {
+        return path.to_string();
+    }
+    path.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn unescape(s: &str) -> Option<String> {
+    if !s.contains('\\') {
+        return Some(s.to_string());
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            out.push(match it.next()? {
+                '\\' => '\\',
+                't' => '\t',
+                'n' => '\n',
+                'r' => '\r',
+                _ => return None,
+            });
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_odd_paths_and_locations() {
+        let c = Catalog {
+            entries: vec![
+                CatalogEntry {
+                    path: "store/mail/a.cz/Žluťoučký/#msgs/0000000a.eml".into(),
+                    size: 5,
+                    mtime: Mtime {
+                        secs: 1_795_000_000,
+                        nanos: 123,
+                    },
+                    crc32: 0xdead_beef,
+                    location: Location::Volume(2),
+                },
+                CatalogEntry {
+                    path: "store/x\ty\nw".into(),
+                    size: 0,
+                    mtime: Mtime {
+                        secs: -5,
+                        nanos: 999_999_999,
+                    },
+                    crc32: 0,
+                    location: Location::Base,
+                },
+                CatalogEntry {
+                    path: "users.cfg".into(),
+                    size: 9,
+                    mtime: Mtime::default(),
+                    crc32: 1,
+                    location: Location::Deleted,
+                },
+            ],
+        };
+        let text = c.to_text();
+        assert!(text.starts_with("# mailvault catalog 1\n"));
+        assert!(text.contains("deadbeef\t5\t1795000000.000000123\t2\tstore/mail/a.cz/"));
+        assert_eq!(Catalog::parse(text.as_bytes()).unwrap(), c);
+        assert_eq!(c.state().count(), 2);
+    }
+
+    #[test]
+    fn rejects_bad_rows_and_hostile_paths() {
+        let e = Catalog::parse(b"# mailvault catalog 1\n00000000\t1\t1.0\t0\n").unwrap_err();
+        assert!(e.to_string().contains("line 2"), "{e}");
+        assert!(
+            Catalog::parse(b"# mailvault catalog 1\n00000000\t1\t1.0\t0\t../etc/passwd\n").is_err()
+        );
+        assert!(Catalog::parse(b"nonsense\n").is_err());
+    }
+
+    #[test]
+    fn mtime_survives_system_time() {
+        for m in [
+            Mtime {
+                secs: 1_795_000_000,
+                nanos: 42,
+            },
+            Mtime {
+                secs: -10,
+                nanos: 5,
+            },
+        ] {
+            assert_eq!(Mtime::from_system(m.to_system()), m);
+        }
+    }
+}
