@@ -28,8 +28,6 @@ pub struct Totals {
     pub files: u64,
     /// `bytes`: their uncompressed size.
     pub bytes: u64,
-    /// `compressed`: the size of all volumes on disk.
-    pub compressed: u64,
     /// `state-files`: files in the backed-up state (the catalog, deletions excluded).
     pub state_files: u64,
     /// `state-bytes`: their size.
@@ -80,7 +78,6 @@ impl Summary {
                 volumes: f.parse_field(FILE, "volumes")?,
                 files: f.parse_field(FILE, "files")?,
                 bytes: f.parse_field(FILE, "bytes")?,
-                compressed: f.parse_opt(FILE, "compressed")?.unwrap_or(0),
                 state_files: f.parse_field(FILE, "state-files")?,
                 state_bytes: f.parse_field(FILE, "state-bytes")?,
                 from_base: f.parse_opt(FILE, "from-base")?.unwrap_or(0),
@@ -133,7 +130,6 @@ impl Summary {
             f.push("volumes", t.volumes);
             f.push("files", t.files);
             f.push("bytes", t.bytes);
-            f.push("compressed", t.compressed);
             f.push("state-files", t.state_files);
             f.push("state-bytes", t.state_bytes);
             if self.kind == ArchiveKind::Differential {
@@ -170,7 +166,6 @@ mod tests {
                 volumes: 2,
                 files: 9,
                 bytes: 900,
-                compressed: 400,
                 state_files: 20,
                 state_bytes: 2000,
                 from_base: 11,

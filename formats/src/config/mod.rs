@@ -110,7 +110,10 @@ pub fn list_items(file: &str, xml: &[u8], list: &str) -> Result<Vec<ListItem>> {
                             "quot" => '"',
                             "apos" => '\'',
                             other => {
-                                return Err(xml_err(&reader, format!("unknown entity `&{other};`")));
+                                return Err(xml_err(
+                                    &reader,
+                                    format!("unknown entity `&{other};`"),
+                                ));
                             }
                         },
                     };

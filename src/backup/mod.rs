@@ -1,0 +1,282 @@
+//! `mailvault backup`: scan the install, plan (F/D/C, base, what to store),
+//! write the volumes, commit them under their final names, then rotate.
+//!
+//! [`plan_backup`] computes the plan without writing anything (`--dry-run`);
+//! [`run_backup`] takes the backup directory's lock, removes leftovers of
+//! interrupted runs, plans, writes and rotates, and returns a [`BackupSummary`].
+
+pub mod plan;
+pub mod scan;
+pub mod volume;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use mailvault_formats::summary::Totals;
+use mailvault_formats::{ArchiveKind, Skipped, VersionInfo};
+use serde::Serialize;
+
+pub use plan::{Action, BackupPlan};
+pub use volume::Compression;
+
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+use crate::repo::BackupDir;
+use crate::rotation::{self, RotationOptions, RotationPlan};
+
+/// Smallest split size accepted: room for `.version.txt`, one small entry and `.summary.txt`.
+pub const MIN_SPLIT: u64 = 64 * 1024;
+
+/// What to back up, where, and how.
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    /// The Kerio Connect install directory.
+    pub install_dir: PathBuf,
+    /// Where archives go.
+    pub backup_dir: PathBuf,
+    /// Full, differential or copy.
+    pub kind: ArchiveKind,
+    /// Volume size limit in bytes.
+    pub split_size: u64,
+    /// Compression of `@backup/` entries.
+    pub compression: Compression,
+    /// Compression level (`None`: the method's default).
+    pub level: Option<i64>,
+    /// Compare CRCs too when deciding what a differential stores.
+    pub verify_content: bool,
+    /// List unreadable files as skipped instead of failing.
+    pub skip_unreadable: bool,
+    /// Rotation after a successful backup.
+    pub rotation: RotationOptions,
+    /// Compression threads (0: one per core).
+    pub threads: usize,
+    /// Host name recorded in `.version.txt` (`None`: this machine's).
+    pub host: Option<String>,
+}
+
+impl BackupOptions {
+    /// Defaults for `kind` with Kerio's paths under `install_dir`.
+    #[must_use]
+    pub fn new(kind: ArchiveKind, install_dir: impl Into<PathBuf>) -> Self {
+        let install_dir = install_dir.into();
+        Self {
+            backup_dir: install_dir.join("store").join("backup"),
+            install_dir,
+            kind,
+            split_size: 2 << 30,
+            compression: Compression::Deflate,
+            level: None,
+            verify_content: false,
+            skip_unreadable: false,
+            rotation: RotationOptions::default(),
+            threads: 0,
+            host: None,
+        }
+    }
+}
+
+/// What a finished backup did.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackupSummary {
+    /// First volume's file name.
+    pub archive: String,
+    /// What was written.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What was asked for.
+    pub requested: String,
+    /// Base full of a differential.
+    pub base: Option<String>,
+    /// Final paths of the volumes.
+    pub volumes: Vec<PathBuf>,
+    /// Files stored in this archive.
+    pub files: u64,
+    /// Their bytes.
+    pub bytes_in: u64,
+    /// Bytes of all volumes.
+    pub bytes_out: u64,
+    /// Files in the backed-up state.
+    pub state_files: u64,
+    /// Files unchanged since the base (differential).
+    pub unchanged: u64,
+    /// Files deleted since the base (differential).
+    pub deleted: u64,
+    /// Left out, with reasons.
+    pub skipped: Vec<SkippedItem>,
+    /// Remarks.
+    pub notes: Vec<String>,
+    /// Skips that are problems (non-zero exit).
+    pub problems: usize,
+    /// Wall time.
+    pub seconds: f64,
+    /// Leftovers of interrupted runs that were removed first.
+    pub removed_leftovers: Vec<PathBuf>,
+    /// What rotation deleted.
+    pub rotation: RotationPlan,
+}
+
+/// A skipped item in JSON output.
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedItem {
+    /// Reason token.
+    pub reason: String,
+    /// Install-relative path.
+    pub path: String,
+}
+
+impl From<&Skipped> for SkippedItem {
+    fn from(s: &Skipped) -> Self {
+        Self {
+            reason: s.reason.clone(),
+            path: s.path.clone(),
+        }
+    }
+}
+
+fn check(opts: &BackupOptions) -> Result<()> {
+    if opts.split_size < MIN_SPLIT {
+        return Err(Error::Invalid(format!(
+            "--split-size must be at least {} (64K)",
+            MIN_SPLIT
+        )));
+    }
+    Ok(())
+}
+
+/// Computes the plan without writing anything (no lock, no cleanup).
+///
+/// # Errors
+/// The install cannot be scanned or the backup directory cannot be listed.
+pub fn plan_backup(opts: &BackupOptions, now: DateTime<Utc>) -> Result<BackupPlan> {
+    check(opts)?;
+    let dir = BackupDir::new(&opts.backup_dir);
+    let scan = scan::scan(&opts.install_dir, &opts.backup_dir, opts.skip_unreadable)?;
+    let infos = dir.infos()?;
+    Ok(plan::make_plan(
+        opts.kind,
+        now,
+        scan,
+        &dir,
+        &infos,
+        opts.verify_content,
+    ))
+}
+
+/// Runs a backup end to end.
+///
+/// # Errors
+/// Any hard failure; nothing is left under a final name, and temporaries are removed.
+pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupSummary> {
+    check(opts)?;
+    let t0 = Instant::now();
+    let dir = BackupDir::new(&opts.backup_dir);
+    dir.create()?;
+    let lock = dir.lock(&format!("backup {}", opts.kind))?;
+    let removed_leftovers = dir.remove_leftovers(&lock)?;
+
+    progress.start("scanning", 0, 0);
+    let now = Utc::now();
+    let scan = scan::scan(&opts.install_dir, &opts.backup_dir, opts.skip_unreadable)?;
+    let infos = dir.infos()?;
+    let plan = plan::make_plan(opts.kind, now, scan, &dir, &infos, opts.verify_content);
+    progress.finish();
+
+    let (store_files, store_bytes) = plan.to_store();
+    let version = VersionInfo {
+        format_version: mailvault_formats::FORMAT_VERSION,
+        tool: format!("mailvault {}", env!("CARGO_PKG_VERSION")),
+        kind: plan.name.kind,
+        requested: (plan.requested != plan.name.kind).then_some(plan.requested),
+        started: plan.name.started,
+        host: opts.host.clone().unwrap_or_else(host_name),
+        source: opts
+            .install_dir
+            .canonicalize()
+            .unwrap_or_else(|_| opts.install_dir.clone())
+            .display()
+            .to_string(),
+        base: plan.base.as_ref().map(|b| b.stem.clone()),
+        volume: 0,
+    };
+    let threads = if opts.threads == 0 {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    } else {
+        opts.threads
+    };
+    let mut volumes = volume::VolumeWriter::new(
+        &opts.backup_dir,
+        version,
+        opts.split_size,
+        opts.compression,
+        opts.level,
+    )?;
+
+    progress.start("writing", store_files, store_bytes);
+    let written = writer::write_items(
+        &plan,
+        &mut volumes,
+        opts.compression,
+        opts.level,
+        opts.skip_unreadable,
+        threads,
+        progress,
+    )?;
+    progress.finish();
+
+    let mut skipped = plan.skipped.clone();
+    skipped.extend(written.skipped.iter().cloned());
+    let state_files = written.catalog.state().count() as u64;
+    let totals = Totals {
+        volumes: 0,
+        files: 0,
+        bytes: 0,
+        state_files,
+        state_bytes: written.catalog.state().map(|e| e.size).sum(),
+        from_base: plan.unchanged(),
+        deleted: plan.deleted.len() as u64,
+    };
+    let (files, bytes_in) = (volumes.files, volumes.bytes);
+    let finished = volumes.finish(&written.catalog.to_text(), totals, &plan.notes, &skipped)?;
+    let bytes_out = finished.compressed();
+    let final_paths = finished.commit()?;
+
+    let stem = plan.name.stem();
+    let rotation = if opts.rotation.is_active() {
+        let rp = rotation::plan(dir.infos()?, opts.rotation, Some(&stem));
+        rotation::apply(&dir, &lock, &rp)?;
+        rp
+    } else {
+        RotationPlan::default()
+    };
+
+    Ok(BackupSummary {
+        archive: plan.name.to_string(),
+        kind: plan.name.kind.to_string(),
+        requested: plan.requested.to_string(),
+        base: plan.base.as_ref().map(|b| b.stem.clone()),
+        volumes: final_paths,
+        files,
+        bytes_in,
+        bytes_out,
+        state_files,
+        unchanged: plan.unchanged(),
+        deleted: plan.deleted.len() as u64,
+        skipped: skipped.iter().map(SkippedItem::from).collect(),
+        notes: plan.notes.clone(),
+        problems: plan.problems + written.problems,
+        seconds: t0.elapsed().as_secs_f64(),
+        removed_leftovers,
+        rotation,
+    })
+}
+
+/// This machine's host name, for `.version.txt`.
+#[must_use]
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}

@@ -1,0 +1,407 @@
+//! Writes the volumes of one backup: each a complete, standalone ZIP with
+//! `.version.txt` first and `.summary.txt` last, the last one also holding
+//! `.catalog.tsv`. A new volume starts when the next entry would take the
+//! current one past the split size; an entry larger than the split size goes
+//! alone into a volume of its own (which is then larger than the split size).
+//! Volumes are written under temporary names and only renamed by
+//! [`VolumeWriter::commit`] once all are complete and fsynced; dropping an
+//! uncommitted writer removes its temporaries.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use mailvault_formats::layout::{CATALOG_ENTRY, SUMMARY_ENTRY, VERSION_ENTRY};
+use mailvault_formats::summary::Totals;
+use mailvault_formats::{ArchiveName, Mtime, Summary, VersionInfo};
+use zip::write::{FullFileOptions, PreparedZipFile, SimpleFileOptions};
+use zip::{CompressionMethod, ZipWriter};
+
+use crate::error::{Error, Result};
+use crate::repo::{TEMP_PREFIX, sync_dir};
+
+/// Compression of `@backup/` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// Deflate: every unzip reads it (default).
+    #[default]
+    Deflate,
+    /// Zstandard: faster and smaller, but Info-ZIP unzip cannot read it (7-Zip can).
+    Zstd,
+    /// No compression.
+    Store,
+}
+
+/// Room left for `.summary.txt` and the end-of-central-directory records.
+const TAIL_RESERVE: u64 = 8 * 1024;
+/// Upper bound of per-entry header overhead besides the name (local + central
+/// headers, extended timestamp, a ZIP64 field, a data descriptor).
+const ENTRY_OVERHEAD: u64 = 30 + 46 + 2 * 9 + 2 * 28 + 24;
+
+/// Entry options for content with this mtime.
+pub(crate) fn entry_options(
+    c: Compression,
+    level: Option<i64>,
+    mtime: Mtime,
+    large: bool,
+) -> FullFileOptions<'static, 'static> {
+    let method = match c {
+        Compression::Deflate => CompressionMethod::Deflated,
+        Compression::Zstd => CompressionMethod::Zstd,
+        Compression::Store => CompressionMethod::Stored,
+    };
+    let level = if c == Compression::Store { None } else { level };
+    let opts = SimpleFileOptions::default()
+        .compression_method(method)
+        .compression_level(level)
+        .last_modified_time(dos_time(mtime))
+        .unix_permissions(0o644)
+        .large_file(large);
+    let secs = u32::try_from(mtime.secs.max(0)).unwrap_or(u32::MAX);
+    match opts.with_extended_timestamp(Some(secs), None, None) {
+        Ok(o) => o,
+        Err(_) => opts.into_full_options(),
+    }
+}
+
+fn dos_time(mtime: Mtime) -> zip::DateTime {
+    DateTime::<Utc>::from_timestamp(mtime.secs, 0)
+        .and_then(|t| {
+            zip::DateTime::from_date_and_time(
+                u16::try_from(t.year()).ok()?,
+                u8::try_from(t.month()).ok()?,
+                u8::try_from(t.day()).ok()?,
+                u8::try_from(t.hour()).ok()?,
+                u8::try_from(t.minute()).ok()?,
+                u8::try_from(t.second()).ok()?,
+            )
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+struct OpenVolume {
+    zip: ZipWriter<BufWriter<File>>,
+    number: u32,
+    temp: PathBuf,
+    /// Upper bound of the bytes this volume will take once finished.
+    estimate: u64,
+    files: u64,
+    bytes: u64,
+}
+
+/// Writes the volumes of one backup.
+pub(crate) struct VolumeWriter {
+    dir: PathBuf,
+    name: ArchiveName,
+    version: VersionInfo,
+    split: u64,
+    compression: Compression,
+    level: Option<i64>,
+    current: Option<OpenVolume>,
+    /// Finished volumes: (number, temporary path).
+    finished: Vec<(u32, PathBuf)>,
+    committed: bool,
+    /// Files and bytes under `@backup/` written so far.
+    pub files: u64,
+    /// Uncompressed bytes written so far.
+    pub bytes: u64,
+}
+
+impl VolumeWriter {
+    pub(crate) fn new(
+        dir: &Path,
+        version: VersionInfo,
+        split: u64,
+        compression: Compression,
+        level: Option<i64>,
+    ) -> Result<Self> {
+        let name = ArchiveName::new(version.kind, version.started);
+        let mut w = Self {
+            dir: dir.to_path_buf(),
+            name,
+            version,
+            split,
+            compression,
+            level,
+            current: None,
+            finished: Vec::new(),
+            committed: false,
+            files: 0,
+            bytes: 0,
+        };
+        w.open(0)?;
+        Ok(w)
+    }
+
+    /// Number of the volume being written.
+    pub(crate) fn volume(&self) -> u32 {
+        self.current.as_ref().map_or(0, |v| v.number)
+    }
+
+    fn temp_path(&self, number: u32) -> PathBuf {
+        self.dir
+            .join(format!("{TEMP_PREFIX}{}", self.name.with_volume(number)))
+    }
+
+    fn open(&mut self, number: u32) -> Result<()> {
+        let temp = self.temp_path(number);
+        let file = File::create_new(&temp).map_err(Error::io("cannot create", &temp))?;
+        let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file)).set_auto_large_file();
+        let mut version = self.version.clone();
+        version.volume = number;
+        let text = version.to_text();
+        let opts = entry_options(
+            Compression::Deflate,
+            None,
+            Mtime::from_system(std::time::SystemTime::now()),
+            false,
+        );
+        zip.start_file(VERSION_ENTRY, opts)
+            .and_then(|()| zip.write_all(text.as_bytes()).map_err(Into::into))
+            .map_err(zip_err(&temp))?;
+        let estimate = ENTRY_OVERHEAD + 64 + text.len() as u64;
+        self.current = Some(OpenVolume {
+            zip,
+            number,
+            temp,
+            estimate,
+            files: 0,
+            bytes: 0,
+        });
+        Ok(())
+    }
+
+    /// Starts a new volume first if an entry of this compressed size and name
+    /// would take the current one past the split size.
+    fn make_room(&mut self, name_len: usize, compressed: u64) -> Result<()> {
+        let need = ENTRY_OVERHEAD + 2 * name_len as u64 + compressed;
+        let Some(cur) = &self.current else {
+            return Ok(());
+        };
+        if cur.files > 0 && cur.estimate + need + TAIL_RESERVE > self.split {
+            let number = cur.number + 1;
+            self.close_current(None)?;
+            self.open(number)?;
+        }
+        if let Some(cur) = self.current.as_mut() {
+            cur.estimate += need;
+        }
+        Ok(())
+    }
+
+    /// Adds an entry compressed off-thread.
+    pub(crate) fn add_prepared(&mut self, entry: PreparedZipFile) -> Result<()> {
+        let raw = entry.uncompressed_size();
+        self.make_room(entry.file_name_raw().len(), entry.compressed_size())?;
+        let cur = self.cur()?;
+        cur.zip
+            .add_prepared_file(entry)
+            .map_err(zip_err(&cur.temp))?;
+        cur.files += 1;
+        cur.bytes += raw;
+        self.files += 1;
+        self.bytes += raw;
+        Ok(())
+    }
+
+    /// Streams a large file into the archive on this thread. Returns the bytes
+    /// read and their CRC-32 (what was stored, even if the file changed meanwhile).
+    pub(crate) fn add_streamed(
+        &mut self,
+        name: &str,
+        mut file: File,
+        size_hint: u64,
+        mtime: Mtime,
+    ) -> Result<(u64, u32)> {
+        // Deflate never grows data by more than ~0.03 % plus a few bytes per block.
+        self.make_room(name.len(), size_hint + size_hint / 1000 + 1024)?;
+        let (compression, level) = (self.compression, self.level);
+        let cur = self.cur()?;
+        let opts = entry_options(compression, level, mtime, size_hint >= (1 << 31));
+        cur.zip.start_file(name, opts).map_err(zip_err(&cur.temp))?;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::Unreadable {
+                        path: PathBuf::from(name),
+                        source: e,
+                    });
+                }
+            };
+            hasher.update(&buf[..n]);
+            cur.zip
+                .write_all(&buf[..n])
+                .map_err(Error::io("cannot write", &cur.temp))?;
+            total += n as u64;
+        }
+        cur.files += 1;
+        cur.bytes += total;
+        self.files += 1;
+        self.bytes += total;
+        Ok((total, hasher.finalize()))
+    }
+
+    fn cur(&mut self) -> Result<&mut OpenVolume> {
+        self.current
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("internal: no open volume".into()))
+    }
+
+    fn summary(
+        &self,
+        cur: &OpenVolume,
+        totals: Option<Totals>,
+        notes: &[String],
+        skipped: &[mailvault_formats::Skipped],
+    ) -> Summary {
+        Summary {
+            kind: self.version.kind,
+            status: "complete".into(),
+            started: self.version.started,
+            ended: Utc::now(),
+            volume: cur.number,
+            last_volume: totals.is_some(),
+            volume_files: cur.files,
+            volume_bytes: cur.bytes,
+            totals,
+            notes: notes.to_vec(),
+            skipped: skipped.to_vec(),
+        }
+    }
+
+    /// Writes `.summary.txt`, finishes the ZIP and fsyncs it. `last` carries
+    /// what only the last volume holds: catalog text, totals, notes, skipped.
+    fn close_current(
+        &mut self,
+        last: Option<(&str, Totals, &[String], &[mailvault_formats::Skipped])>,
+    ) -> Result<()> {
+        let Some(mut cur) = self.current.take() else {
+            return Ok(());
+        };
+        let opts = entry_options(
+            Compression::Deflate,
+            None,
+            Mtime::from_system(std::time::SystemTime::now()),
+            false,
+        );
+        if let Some((catalog, ..)) = last {
+            let entry = PreparedZipFile::from_data(CATALOG_ENTRY, opts.clone(), catalog.as_bytes())
+                .map_err(zip_err(&cur.temp))?;
+            cur.zip
+                .add_prepared_file(entry)
+                .map_err(zip_err(&cur.temp))?;
+        }
+        let summary = match last {
+            Some((_, mut totals, notes, skipped)) => {
+                totals.volumes = cur.number + 1;
+                totals.files = self.files;
+                totals.bytes = self.bytes;
+                self.summary(&cur, Some(totals), notes, skipped)
+            }
+            None => self.summary(&cur, None, &[], &[]),
+        };
+        cur.zip
+            .start_file(SUMMARY_ENTRY, opts)
+            .map_err(zip_err(&cur.temp))?;
+        cur.zip
+            .write_all(summary.to_text().as_bytes())
+            .map_err(Error::io("cannot write", &cur.temp))?;
+        let buf = cur.zip.finish().map_err(zip_err(&cur.temp))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| Error::io("cannot write", &cur.temp)(e.into_error()))?;
+        file.sync_all()
+            .map_err(Error::io("cannot sync", &cur.temp))?;
+        self.finished.push((cur.number, cur.temp));
+        Ok(())
+    }
+
+    /// Closes the last volume with the catalog; if the catalog does not fit,
+    /// it and the summary get a volume of their own.
+    pub(crate) fn finish(
+        mut self,
+        catalog: &str,
+        totals: Totals,
+        notes: &[String],
+        skipped: &[mailvault_formats::Skipped],
+    ) -> Result<Finished> {
+        // Room for the catalog, estimated at a third of its text (it compresses well).
+        self.make_room(CATALOG_ENTRY.len(), catalog.len() as u64 / 3 + 4096)?;
+        self.close_current(Some((catalog, totals, notes, skipped)))?;
+        Ok(Finished { writer: self })
+    }
+}
+
+/// All volumes written and fsynced, not yet under their final names.
+pub(crate) struct Finished {
+    writer: VolumeWriter,
+}
+
+impl Finished {
+    /// Renames the temporaries to their final names: continuation volumes
+    /// first, the first volume last (its presence commits the set). Returns
+    /// the final paths in volume order.
+    pub(crate) fn commit(mut self) -> Result<Vec<PathBuf>> {
+        let w = &mut self.writer;
+        let mut finals = Vec::new();
+        let mut order: Vec<(u32, PathBuf)> = w.finished.clone();
+        order.sort_by_key(|(n, _)| if *n == 0 { u32::MAX } else { *n });
+        for (n, temp) in &order {
+            let dest = w.dir.join(w.name.with_volume(*n).to_string());
+            std::fs::rename(temp, &dest).map_err(Error::io("cannot rename into place", &dest))?;
+            finals.push((*n, dest));
+        }
+        sync_dir(&w.dir)?;
+        w.committed = true;
+        finals.sort_by_key(|(n, _)| *n);
+        Ok(finals.into_iter().map(|(_, p)| p).collect())
+    }
+
+    /// Bytes of all volumes.
+    pub(crate) fn compressed(&self) -> u64 {
+        self.writer
+            .finished
+            .iter()
+            .filter_map(|(_, p)| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+impl Drop for VolumeWriter {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        if let Some(cur) = self.current.take() {
+            drop(cur.zip);
+            let _ = std::fs::remove_file(&cur.temp);
+        }
+        for (_, p) in &self.finished {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn zip_err(path: &Path) -> impl FnOnce(zip::result::ZipError) -> Error + '_ {
+    move |e| match e {
+        zip::result::ZipError::Io(source) => Error::Io {
+            action: "cannot write",
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::Zip {
+            archive: path.to_path_buf(),
+            reason: other.to_string(),
+        },
+    }
+}

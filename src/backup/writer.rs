@@ -1,0 +1,281 @@
+//! Carries out a [`BackupPlan`]: reads and compresses files on all cores,
+//! writes them in plan order through the [`VolumeWriter`], and builds the
+//! catalog from what was actually stored (the CRC-32 and size recorded are
+//! always those of the bytes stored, even if a file changed meanwhile).
+//!
+//! Memory stays bounded whatever the store's size: workers take files in
+//! order, and a file is read only while the bytes in flight stay under
+//! [`BUDGET`] (the one file the writer waits for always proceeds, so the
+//! pipeline cannot stall). Files above [`LARGE`] are streamed by the writer
+//! thread instead of being held in memory.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Condvar, Mutex};
+
+use mailvault_formats::layout::entry_name;
+use mailvault_formats::{Catalog, CatalogEntry, Location, Mtime, Skipped};
+use zip::write::PreparedZipFile;
+
+use super::plan::{Action, BackupPlan};
+use super::scan::mtime_of;
+use super::volume::{Compression, VolumeWriter, entry_options};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+/// Files larger than this are streamed by the writer thread.
+pub const LARGE: u64 = 16 << 20;
+/// Bytes of file content (raw plus compressed) allowed in flight at once.
+pub const BUDGET: u64 = 96 << 20;
+/// Files allowed in flight at once (bounds the reorder buffer for tiny files).
+const WINDOW: usize = 8192;
+
+enum Outcome {
+    Prepared {
+        entry: PreparedZipFile,
+        mtime: Mtime,
+    },
+    Large {
+        file: File,
+        size: u64,
+        mtime: Mtime,
+    },
+    Vanished,
+    Unreadable(std::io::Error),
+}
+
+struct Budget {
+    state: Mutex<(u64, usize)>,
+    cv: Condvar,
+}
+
+impl Budget {
+    /// Waits until item `i` of `cost` bytes may be read.
+    fn acquire(&self, i: usize, cost: u64, abort: &AtomicBool) -> bool {
+        let Ok(mut st) = self.state.lock() else {
+            return false;
+        };
+        loop {
+            if abort.load(Ordering::Relaxed) {
+                return false;
+            }
+            let (used, next) = *st;
+            if i == next || (used + cost <= BUDGET && i < next + WINDOW) {
+                st.0 += cost;
+                return true;
+            }
+            st = match self.cv.wait(st) {
+                Ok(s) => s,
+                Err(_) => return false,
+            };
+        }
+    }
+
+    fn release(&self, cost: u64, next: usize) {
+        if let Ok(mut st) = self.state.lock() {
+            st.0 = st.0.saturating_sub(cost);
+            st.1 = next;
+        }
+        self.cv.notify_all();
+    }
+}
+
+/// What writing produced, for the summary.
+pub(crate) struct Written {
+    pub catalog: Catalog,
+    pub skipped: Vec<Skipped>,
+    pub problems: usize,
+}
+
+/// Writes every stored item of `plan` into `volumes` and returns the catalog.
+pub(crate) fn write_items(
+    plan: &BackupPlan,
+    volumes: &mut VolumeWriter,
+    compression: Compression,
+    level: Option<i64>,
+    skip_unreadable: bool,
+    threads: usize,
+    progress: &dyn Progress,
+) -> Result<Written> {
+    let stored: Vec<usize> = plan
+        .items
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i.action == Action::Store)
+        .map(|(n, _)| n)
+        .collect();
+    let mut entries: Vec<Option<CatalogEntry>> = plan
+        .items
+        .iter()
+        .map(|i| match i.action {
+            Action::Unchanged { crc32 } => Some(CatalogEntry {
+                path: i.file.rel.clone(),
+                size: i.file.size,
+                mtime: i.file.mtime,
+                crc32,
+                location: Location::Base,
+            }),
+            Action::Store => None,
+        })
+        .collect();
+    let mut skipped = Vec::new();
+    let mut problems = 0;
+
+    let next = AtomicUsize::new(0);
+    let abort = AtomicBool::new(false);
+    let budget = Budget {
+        state: Mutex::new((0, 0)),
+        cv: Condvar::new(),
+    };
+    let cost_of = |k: usize| plan.items[stored[k]].file.size.min(LARGE) * 2 + 4096;
+
+    std::thread::scope(|s| -> Result<()> {
+        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        for _ in 0..threads.max(1) {
+            let tx = tx.clone();
+            let (next, abort, budget, stored) = (&next, &abort, &budget, &stored);
+            s.spawn(move || {
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= stored.len() || !budget.acquire(k, cost_of(k), abort) {
+                        break;
+                    }
+                    let item = &plan.items[stored[k]];
+                    let outcome = prepare(&item.file.abs, &item.file.rel, compression, level);
+                    if tx.send((k, outcome)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(tx);
+
+        let result = (|| -> Result<()> {
+            let mut pending: BTreeMap<usize, Outcome> = BTreeMap::new();
+            for k in 0..stored.len() {
+                let outcome = loop {
+                    if let Some(o) = pending.remove(&k) {
+                        break o;
+                    }
+                    let (j, o) = rx.recv().map_err(|_| {
+                        Error::Invalid("internal: compression workers stopped".into())
+                    })?;
+                    pending.insert(j, o);
+                };
+                let item = &plan.items[stored[k]];
+                let rel = &item.file.rel;
+                let done = match outcome {
+                    Outcome::Prepared { entry, mtime } => {
+                        let (size, crc32) = (entry.uncompressed_size(), entry.crc32());
+                        volumes.add_prepared(entry)?;
+                        Some((size, crc32, mtime))
+                    }
+                    Outcome::Large { file, size, mtime } => {
+                        let (size, crc32) = volumes
+                            .add_streamed(&entry_name(rel), file, size, mtime)
+                            .map_err(|e| match e {
+                                Error::Unreadable { source, .. } => Error::Unreadable {
+                                    path: item.file.abs.clone(),
+                                    source,
+                                },
+                                e => e,
+                            })?;
+                        Some((size, crc32, mtime))
+                    }
+                    Outcome::Vanished => {
+                        skipped.push(Skipped {
+                            reason: "vanished".into(),
+                            path: rel.clone(),
+                        });
+                        problems += 1;
+                        None
+                    }
+                    Outcome::Unreadable(source) => {
+                        if !skip_unreadable {
+                            return Err(Error::Unreadable {
+                                path: item.file.abs.clone(),
+                                source,
+                            });
+                        }
+                        skipped.push(Skipped {
+                            reason: "unreadable".into(),
+                            path: rel.clone(),
+                        });
+                        problems += 1;
+                        None
+                    }
+                };
+                if let Some((size, crc32, mtime)) = done {
+                    // Asked after adding: the entry may have opened a new volume.
+                    let volume = volumes.volume();
+                    entries[stored[k]] = Some(CatalogEntry {
+                        path: rel.clone(),
+                        size,
+                        mtime,
+                        crc32,
+                        location: Location::Volume(volume),
+                    });
+                    progress.inc(1, size);
+                } else {
+                    progress.inc(1, 0);
+                }
+                budget.release(cost_of(k), k + 1);
+            }
+            Ok(())
+        })();
+        abort.store(true, Ordering::Relaxed);
+        budget.cv.notify_all();
+        drop(rx);
+        result
+    })?;
+
+    let mut catalog = Catalog {
+        entries: entries.into_iter().flatten().collect(),
+    };
+    catalog.entries.extend(plan.deleted.iter().cloned());
+    Ok(Written {
+        catalog,
+        skipped,
+        problems,
+    })
+}
+
+/// Reads and compresses one file on a worker thread.
+fn prepare(
+    abs: &std::path::Path,
+    rel: &str,
+    compression: Compression,
+    level: Option<i64>,
+) -> Outcome {
+    let mut file = match File::open(abs) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Outcome::Vanished,
+        Err(e) => return Outcome::Unreadable(e),
+    };
+    // The mtime recorded is read from the open file, so it belongs to the content read now.
+    let meta = match file.metadata() {
+        Ok(m) => m,
+        Err(e) => return Outcome::Unreadable(e),
+    };
+    let mtime = mtime_of(&meta);
+    if meta.len() > LARGE {
+        return Outcome::Large {
+            file,
+            size: meta.len(),
+            mtime,
+        };
+    }
+    let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+    if let Err(e) = file.read_to_end(&mut data) {
+        return Outcome::Unreadable(e);
+    }
+    let opts = entry_options(compression, level, mtime, false);
+    match PreparedZipFile::from_data(entry_name(rel), opts, &data) {
+        Ok(entry) => Outcome::Prepared { entry, mtime },
+        Err(zip::result::ZipError::Io(e)) => Outcome::Unreadable(e),
+        Err(e) => Outcome::Unreadable(std::io::Error::other(e.to_string())),
+    }
+}

@@ -1,0 +1,213 @@
+//! Command-line arguments (clap only: no logic here).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mailvault::backup::Compression;
+use mailvault_formats::ByteSize;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error: the operation stopped; nothing was left under a final name
+  2  usage error
+  3  finished, but some items were skipped for a problem (vanished, unreadable): see the summary
+  4  the backup directory is in use by another mailvault run
+  5  verify found damage";
+
+/// Backups of Kerio Connect mail servers into Kerio-style ZIP archives that any unzip opens.
+#[derive(Debug, Parser)]
+#[command(name = "mailvault", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Back up an install: a full, a differential (changes since the last full) or a copy
+    #[command(after_help = concat!("Examples:
+  mailvault backup full
+  mailvault backup differential --install-dir /opt/kerio/mailserver --backup-dir /mnt/backup
+  mailvault backup full --split-size 500M --keep-full 4
+  mailvault backup differential --dry-run --json
+
+", "Exit codes: 0 ok, 1 error, 2 usage, 3 items skipped for a problem, 4 backup directory in use"))]
+    Backup(BackupArgs),
+    /// List the archives of a backup directory, grouped into full + differential chains
+    #[command(
+        after_help = "Examples:\n  mailvault list /opt/kerio/mailserver/store/backup\n  mailvault list /mnt/backup --json"
+    )]
+    List {
+        /// The backup directory.
+        dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check every volume, every entry's CRC and the catalog of an archive or of every archive in a directory
+    #[command(
+        after_help = "Examples:\n  mailvault verify /mnt/backup\n  mailvault verify /mnt/backup/F20261122T010000Z.zip --json\n\nExit codes: 0 intact, 5 damage found (the first problem is named), 1 error"
+    )]
+    Verify {
+        /// An archive (any of its volumes) or a backup directory.
+        target: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete old chains of a backup directory (also done after each backup with --keep-full)
+    #[command(
+        after_help = "Examples:\n  mailvault rotate /mnt/backup --keep-full 2 --dry-run\n  mailvault rotate /mnt/backup --keep-full 1 --keep-latest-differential-only"
+    )]
+    Rotate {
+        /// The backup directory.
+        dir: PathBuf,
+        #[command(flatten)]
+        rotation: RotationArgs,
+        /// Print what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Scheduled backups from mailvault.toml (Kerio's default: full Sunday 01:00, differential Monday-Saturday 01:00)
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
+    /// Run the schedules in the foreground
+    Daemon {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
+        config: PathBuf,
+    },
+    /// Write the small sample install (as committed under samples/install)
+    #[command(name = "sample-install")]
+    SampleInstall {
+        /// A new, empty directory.
+        out: PathBuf,
+        /// CPython's test_email/data directory (default: asked from python3).
+        #[arg(long)]
+        corpus: Option<PathBuf>,
+    },
+    /// Generate a large realistic install for tests and benchmarks
+    #[command(
+        name = "sample-store",
+        after_help = "Example (about 1 GB, 50,000 messages):\n  mailvault sample-store --domains 5 --users 20 --messages 50000 --seed 1 /tmp/store"
+    )]
+    SampleStore {
+        /// Number of domains.
+        #[arg(long, default_value_t = 2)]
+        domains: u32,
+        /// Users per domain.
+        #[arg(long, default_value_t = 5)]
+        users: u32,
+        /// Messages in the whole store.
+        #[arg(long, default_value_t = 1000)]
+        messages: u64,
+        /// Seed: the same seed gives the same store, byte for byte.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// A new, empty directory.
+        out: PathBuf,
+    },
+}
+
+/// Kinds of backup.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Kind {
+    /// Everything (F archive).
+    Full,
+    /// Everything new or changed since the last full (D archive).
+    Differential,
+    /// A full outside the schedule (C archive).
+    Copy,
+}
+
+/// `mailvault backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// full, differential or copy.
+    #[arg(value_enum)]
+    pub kind: Kind,
+    /// The Kerio Connect install directory.
+    #[arg(long, default_value = "/opt/kerio/mailserver")]
+    pub install_dir: PathBuf,
+    /// Where archives go (default: <install-dir>/store/backup, which the backup leaves out).
+    #[arg(long)]
+    pub backup_dir: Option<PathBuf>,
+    /// Largest volume size; the rest goes into .1.zip, .2.zip... (500M, 2G).
+    #[arg(long, default_value = "2G")]
+    pub split_size: ByteSize,
+    /// Compression of the backed-up files (deflate: every unzip reads it).
+    #[arg(long, value_enum, default_value_t = Compression::Deflate)]
+    pub compression: Compression,
+    /// Compression level (deflate 0-9, default 6; zstd 1-22, default 3).
+    #[arg(long)]
+    pub level: Option<i64>,
+    /// Differential: compare CRC-32 too, not only size and mtime (reads every file).
+    #[arg(long)]
+    pub verify_content: bool,
+    /// List unreadable files as skipped instead of stopping.
+    #[arg(long)]
+    pub skip_unreadable: bool,
+    #[command(flatten)]
+    pub rotation: RotationArgs,
+    /// Compression threads (default: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Print the plan (what would be stored, unchanged, deleted, skipped), write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Rotation options.
+#[derive(Debug, Args)]
+pub struct RotationArgs {
+    /// After a successful backup, keep the newest N full chains and delete older ones.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub keep_full: Option<u32>,
+    /// Keep only the newest differential of each chain (Kerio's older behaviour).
+    #[arg(long)]
+    pub keep_latest_differential_only: bool,
+}
+
+/// `mailvault schedule ...`.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleCommand {
+    /// Show each schedule's next and last run
+    List {
+        /// The configuration file (a missing file means Kerio's default schedule).
+        #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run whatever is due now (call from cron or a systemd timer; each slot runs once)
+    #[command(name = "run-due")]
+    RunDue {
+        /// The configuration file.
+        #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
+        config: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a systemd service and timer that call run-due
+    Systemd {
+        /// The configuration file the units should use.
+        #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
+        config: PathBuf,
+    },
+    /// Print an example mailvault.toml (Kerio's default schedule)
+    Example,
+}

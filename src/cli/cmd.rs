@@ -1,0 +1,220 @@
+//! One function per subcommand: fill the options, call the library, print.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use mailvault::backup::{self, BackupOptions};
+use mailvault::repo::BackupDir;
+use mailvault::rotation::{self, RotationOptions};
+use mailvault::schedule::{self, Schedules};
+use mailvault::{chain, sample, verify};
+use mailvault_formats::{ArchiveKind, ByteSize};
+
+use super::args::{BackupArgs, Cli, Command, Kind, RotationArgs, ScheduleCommand};
+use super::printer;
+use super::progress::Drawer;
+
+/// Exit code: some items were skipped for a problem.
+pub const EXIT_PARTIAL: u8 = 3;
+/// Exit code: verify found damage.
+pub const EXIT_DAMAGED: u8 = 5;
+
+fn rotation_opts(r: &RotationArgs) -> RotationOptions {
+    RotationOptions {
+        keep_full: r.keep_full.map(|n| n as usize),
+        keep_latest_differential_only: r.keep_latest_differential_only,
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Backup(a) => backup(a, quiet),
+        Command::List { dir, json } => {
+            let infos = BackupDir::new(&dir).infos()?;
+            printer::list(&chain::group(infos), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { target, json } => {
+            let drawer = Drawer::new(quiet || json);
+            let report = verify::verify(&target, &drawer)?;
+            printer::verify(&report, json)?;
+            match report.problems().next() {
+                None => Ok(ExitCode::SUCCESS),
+                Some(first) => {
+                    if !json {
+                        eprintln!("error: {first}");
+                        eprintln!(
+                            "hint: restore what is intact with kmsrecover --salvage, and take a new full backup"
+                        );
+                    }
+                    Ok(ExitCode::from(EXIT_DAMAGED))
+                }
+            }
+        }
+        Command::Rotate {
+            dir,
+            rotation: r,
+            dry_run,
+            json,
+        } => {
+            let opts = rotation_opts(&r);
+            if !opts.is_active() {
+                anyhow::bail!("give --keep-full N and/or --keep-latest-differential-only");
+            }
+            let bd = BackupDir::new(&dir);
+            let lock = if dry_run {
+                None
+            } else {
+                Some(bd.lock("rotate")?)
+            };
+            let plan = rotation::plan(bd.infos()?, opts, None);
+            if let Some(lock) = &lock {
+                rotation::apply(&bd, lock, &plan)?;
+            }
+            printer::rotation(&plan, dry_run, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedule(sc) => schedule_cmd(sc, quiet),
+        Command::Daemon { config } => daemon(&config, quiet),
+        Command::SampleInstall { out, corpus } => {
+            let corpus = match corpus {
+                Some(c) => c,
+                None => sample::install::find_cpython_corpus()
+                    .context("CPython's test_email corpus was not found: pass --corpus DIR (python3's test/test_email/data)")?,
+            };
+            sample::install::write_sample_install(&out, &corpus)?;
+            if !quiet {
+                println!("sample install written to {}", out.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SampleStore {
+            domains,
+            users,
+            messages,
+            seed,
+            out,
+        } => {
+            let stats = sample::store::write_sample_store(
+                &out,
+                sample::store::StoreSpec {
+                    domains,
+                    users,
+                    messages,
+                    seed,
+                },
+            )?;
+            if !quiet {
+                println!(
+                    "{} messages, {} files, {} written to {}",
+                    stats.messages,
+                    stats.files,
+                    ByteSize(stats.bytes),
+                    out.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn backup(a: BackupArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    let kind = match a.kind {
+        Kind::Full => ArchiveKind::Full,
+        Kind::Differential => ArchiveKind::Differential,
+        Kind::Copy => ArchiveKind::Copy,
+    };
+    let mut opts = BackupOptions::new(kind, &a.install_dir);
+    if let Some(d) = a.backup_dir {
+        opts.backup_dir = d;
+    }
+    opts.split_size = a.split_size.0;
+    opts.compression = a.compression;
+    opts.level = a.level;
+    opts.verify_content = a.verify_content;
+    opts.skip_unreadable = a.skip_unreadable;
+    opts.rotation = rotation_opts(&a.rotation);
+    opts.threads = a.threads;
+    if a.dry_run {
+        let plan = backup::plan_backup(&opts, chrono::Utc::now())?;
+        printer::plan(&plan, a.json)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let drawer = Drawer::new(quiet || a.json);
+    let summary = backup::run_backup(&opts, &drawer)?;
+    if a.json {
+        printer::json(&summary)?;
+    } else if !quiet {
+        printer::backup_summary(&summary);
+    }
+    Ok(if summary.problems > 0 {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn schedule_cmd(sc: ScheduleCommand, quiet: bool) -> anyhow::Result<ExitCode> {
+    match sc {
+        ScheduleCommand::List { config, json } => {
+            let s = Schedules::load(&config)?;
+            printer::schedules(&schedule::status(&s, chrono::Local::now()), json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ScheduleCommand::RunDue { config, json } => {
+            let s = Schedules::load(&config)?;
+            let drawer = Drawer::new(quiet || json);
+            let runs = schedule::run_due(&s, chrono::Local::now(), &drawer)?;
+            if json {
+                printer::json(&runs)?;
+            } else if !quiet {
+                printer::due_runs(&runs, false)?;
+            }
+            let failed = runs.iter().any(|r| r.error.is_some());
+            let partial = runs
+                .iter()
+                .any(|r| r.summary.as_ref().is_some_and(|s| s.problems > 0));
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else if partial {
+                ExitCode::from(EXIT_PARTIAL)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        ScheduleCommand::Systemd { config } => {
+            let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/mailvault".into());
+            let (service, timer) = schedule::systemd_units(&exe, &config);
+            println!("{service}\n{timer}");
+            Ok(ExitCode::SUCCESS)
+        }
+        ScheduleCommand::Example => {
+            print!("{}", schedule::DEFAULT_TOML);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn daemon(config: &std::path::Path, quiet: bool) -> anyhow::Result<ExitCode> {
+    let s = Schedules::load(config)?;
+    let drawer = Drawer::new(quiet);
+    loop {
+        let runs = schedule::run_due(&s, chrono::Local::now(), &drawer)?;
+        if !quiet && !runs.is_empty() {
+            printer::due_runs(&runs, false)?;
+        }
+        let now = chrono::Local::now();
+        let Some(next) = schedule::next_slot(&s, now) else {
+            anyhow::bail!("no enabled schedule in `{}`", config.display());
+        };
+        if !quiet {
+            eprintln!("next run at {}", next.to_rfc3339());
+        }
+        // Sleep in short steps so a clock change or suspend does not make us miss a slot.
+        while chrono::Local::now() < next {
+            std::thread::sleep(std::time::Duration::from_secs(20));
+        }
+    }
+}

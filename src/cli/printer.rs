@@ -1,0 +1,365 @@
+//! All output of the `mailvault` binary: human text on stdout, `--json` as
+//! one JSON document on stdout, errors and hints on stderr.
+
+use std::fmt::Write as _;
+
+use mailvault::backup::{Action, BackupPlan, BackupSummary};
+use mailvault::chain::Chains;
+use mailvault::repo::ArchiveInfo;
+use mailvault::rotation::RotationPlan;
+use mailvault::schedule::{DueRun, ScheduleStatus};
+use mailvault::verify::VerifyReport;
+use mailvault_formats::ByteSize;
+use serde::Serialize;
+
+/// Prints a value as pretty JSON.
+pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn ratio(i: u64, o: u64) -> String {
+    if i == 0 {
+        "-".into()
+    } else {
+        format!("{:.1}%", 100.0 * o as f64 / i as f64)
+    }
+}
+
+/// The end-of-backup summary.
+pub fn backup_summary(s: &BackupSummary) {
+    let mut out = String::new();
+    let _ = writeln!(out, "{} backup written: {}", s.kind, s.archive);
+    if s.kind != s.requested {
+        let _ = writeln!(out, "  (requested: {})", s.requested);
+    }
+    if let Some(b) = &s.base {
+        let _ = writeln!(
+            out,
+            "  base full:   {b} ({} files unchanged, {} deleted since)",
+            s.unchanged, s.deleted
+        );
+    }
+    let _ = writeln!(out, "  volumes:     {}", s.volumes.len());
+    for v in &s.volumes {
+        let _ = writeln!(out, "               {}", v.display());
+    }
+    let _ = writeln!(
+        out,
+        "  stored:      {} files, {} in, {} out ({}), {:.1}s, {}/s",
+        s.files,
+        ByteSize(s.bytes_in),
+        ByteSize(s.bytes_out),
+        ratio(s.bytes_in, s.bytes_out),
+        s.seconds,
+        ByteSize((s.bytes_in as f64 / s.seconds.max(0.001)) as u64)
+    );
+    let _ = writeln!(out, "  state:       {} files", s.state_files);
+    for n in &s.notes {
+        let _ = writeln!(out, "  note:        {n}");
+    }
+    if !s.skipped.is_empty() {
+        let _ = writeln!(out, "  skipped:     {}", s.skipped.len());
+        for k in s.skipped.iter().take(20) {
+            let _ = writeln!(out, "               {} {}", k.reason, k.path);
+        }
+        if s.skipped.len() > 20 {
+            let _ = writeln!(
+                out,
+                "               ... and {} more (see .summary.txt)",
+                s.skipped.len() - 20
+            );
+        }
+    }
+    if !s.removed_leftovers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  cleaned:     {} leftover(s) of interrupted runs",
+            s.removed_leftovers.len()
+        );
+    }
+    for d in &s.rotation.delete {
+        let _ = writeln!(
+            out,
+            "  rotated out: {} ({}, {})",
+            d.stem,
+            ByteSize(d.bytes),
+            d.reason
+        );
+    }
+    print!("{out}");
+}
+
+/// JSON form of a plan.
+#[derive(Serialize)]
+pub struct PlanJson<'a> {
+    archive: String,
+    #[serde(rename = "type")]
+    kind: String,
+    requested: String,
+    base: Option<&'a str>,
+    store_files: u64,
+    store_bytes: u64,
+    unchanged_files: u64,
+    deleted: Vec<&'a str>,
+    skipped: Vec<mailvault::backup::SkippedItem>,
+    notes: &'a [String],
+    items: Vec<PlanItemJson<'a>>,
+}
+
+/// One planned file.
+#[derive(Serialize)]
+pub struct PlanItemJson<'a> {
+    path: &'a str,
+    size: u64,
+    action: &'static str,
+}
+
+/// The `--dry-run` plan.
+pub fn plan(p: &BackupPlan, as_json: bool) -> anyhow::Result<()> {
+    let (files, bytes) = p.to_store();
+    if as_json {
+        return json(&PlanJson {
+            archive: p.name.to_string(),
+            kind: p.name.kind.to_string(),
+            requested: p.requested.to_string(),
+            base: p.base.as_ref().map(|b| b.stem.as_str()),
+            store_files: files,
+            store_bytes: bytes,
+            unchanged_files: p.unchanged(),
+            deleted: p.deleted.iter().map(|d| d.path.as_str()).collect(),
+            skipped: p.skipped.iter().map(Into::into).collect(),
+            notes: &p.notes,
+            items: p
+                .items
+                .iter()
+                .map(|i| PlanItemJson {
+                    path: &i.file.rel,
+                    size: i.file.size,
+                    action: if i.action == Action::Store {
+                        "store"
+                    } else {
+                        "unchanged"
+                    },
+                })
+                .collect(),
+        });
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "dry run: would write {} ({}), nothing written",
+        p.name, p.name.kind
+    );
+    if let Some(b) = &p.base {
+        let _ = writeln!(out, "  base full: {}", b.stem);
+    }
+    let _ = writeln!(out, "  store:     {files} files, {}", ByteSize(bytes));
+    let _ = writeln!(
+        out,
+        "  unchanged: {} files (left in the base full)",
+        p.unchanged()
+    );
+    let _ = writeln!(
+        out,
+        "  deleted:   {} files since the base full",
+        p.deleted.len()
+    );
+    for d in p.deleted.iter().take(20) {
+        let _ = writeln!(out, "             {}", d.path);
+    }
+    for n in &p.notes {
+        let _ = writeln!(out, "  note:      {n}");
+    }
+    for s in &p.skipped {
+        let _ = writeln!(out, "  skip:      {} {}", s.reason, s.path);
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// JSON form of one set in `list`.
+#[derive(Serialize)]
+pub struct SetJson {
+    archive: String,
+    #[serde(rename = "type")]
+    kind: String,
+    started: String,
+    base: Option<String>,
+    volumes: usize,
+    bytes: u64,
+    files: Option<u64>,
+    status: String,
+}
+
+fn set_json(i: &ArchiveInfo) -> SetJson {
+    SetJson {
+        archive: i.set.name.to_string(),
+        kind: i.set.name.kind.to_string(),
+        started: mailvault_formats::version::format_time(i.set.name.started),
+        base: i.base().map(str::to_string),
+        volumes: i.set.volumes.len(),
+        bytes: i.set.size(),
+        files: i
+            .summary
+            .as_ref()
+            .and_then(|s| s.totals.as_ref())
+            .map(|t| t.files),
+        status: i.status.to_string(),
+    }
+}
+
+/// JSON form of a chain.
+#[derive(Serialize)]
+pub struct ChainJson {
+    full: SetJson,
+    differentials: Vec<SetJson>,
+}
+
+/// `mailvault list`.
+pub fn list(c: &Chains, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        #[derive(Serialize)]
+        struct L {
+            chains: Vec<ChainJson>,
+            orphans: Vec<SetJson>,
+        }
+        return json(&L {
+            chains: c
+                .chains
+                .iter()
+                .map(|ch| ChainJson {
+                    full: set_json(&ch.base),
+                    differentials: ch.differentials.iter().map(set_json).collect(),
+                })
+                .collect(),
+            orphans: c.orphans.iter().map(set_json).collect(),
+        });
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<6} {:<13} {:<21} {:>7} {:>11} {:>9}  STATUS",
+        "CHAIN", "TYPE", "STARTED (UTC)", "VOLUMES", "SIZE", "FILES"
+    );
+    let row = |out: &mut String, chain: &str, i: &ArchiveInfo| {
+        let j = set_json(i);
+        let files = j.files.map_or_else(|| "-".to_string(), |f| f.to_string());
+        let _ = writeln!(
+            out,
+            "{chain:<6} {:<13} {:<21} {:>7} {:>11} {files:>9}  {}",
+            j.kind,
+            j.started,
+            j.volumes,
+            ByteSize(j.bytes).to_string(),
+            j.status
+        );
+    };
+    for (n, ch) in c.chains.iter().enumerate() {
+        row(&mut out, &(n + 1).to_string(), &ch.base);
+        for d in &ch.differentials {
+            row(&mut out, "", d);
+        }
+    }
+    for o in &c.orphans {
+        row(&mut out, "orphan", o);
+    }
+    if c.chains.is_empty() && c.orphans.is_empty() {
+        let _ = writeln!(out, "(no backups)");
+    }
+    print!("{out}");
+    Ok(())
+}
+
+/// `mailvault verify`.
+pub fn verify(r: &VerifyReport, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(r);
+    }
+    for s in &r.sets {
+        if s.problems.is_empty() {
+            println!(
+                "ok       {}: {} volume(s), {} entries, {} checked",
+                s.archive,
+                s.volumes,
+                s.entries,
+                ByteSize(s.bytes)
+            );
+        } else {
+            println!("DAMAGED  {}: {} problem(s)", s.archive, s.problems.len());
+            for p in &s.problems {
+                println!("         {p}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mailvault rotate`.
+pub fn rotation(p: &RotationPlan, dry_run: bool, as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(p);
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    if p.delete.is_empty() {
+        println!("nothing to delete; {} set(s) kept", p.keep.len());
+    }
+    for d in &p.delete {
+        println!(
+            "{verb} {} ({} volume(s), {}): {}",
+            d.stem,
+            d.volumes.len(),
+            ByteSize(d.bytes),
+            d.reason
+        );
+    }
+    Ok(())
+}
+
+/// `mailvault schedule list`.
+pub fn schedules(list: &[ScheduleStatus], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&list);
+    }
+    println!(
+        "{:<22} {:<13} {:<14} {:<27} LAST RUN",
+        "NAME", "TYPE", "CRON", "NEXT RUN"
+    );
+    for s in list {
+        let next = if s.enabled {
+            s.next_run.clone().unwrap_or_else(|| "-".into())
+        } else {
+            "disabled".into()
+        };
+        println!(
+            "{:<22} {:<13} {:<14} {:<27} {}",
+            s.name,
+            s.kind,
+            s.cron,
+            next,
+            s.last_run.as_deref().unwrap_or("never")
+        );
+    }
+    Ok(())
+}
+
+/// `mailvault schedule run-due`.
+pub fn due_runs(runs: &[DueRun], as_json: bool) -> anyhow::Result<()> {
+    if as_json {
+        return json(&runs);
+    }
+    if runs.is_empty() {
+        println!("nothing due");
+    }
+    for r in runs {
+        match (&r.summary, &r.error) {
+            (Some(s), _) => {
+                println!("schedule `{}` (slot {}):", r.name, r.slot);
+                backup_summary(s);
+            }
+            (None, Some(e)) => println!("schedule `{}` (slot {}) FAILED: {e}", r.name, r.slot),
+            _ => {}
+        }
+    }
+    Ok(())
+}
