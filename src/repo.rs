@@ -258,7 +258,7 @@ impl BackupDir {
     /// # Errors
     /// A volume cannot be removed.
     pub fn delete_set(&self, set: &ArchiveSet, _lock: &DirLock) -> Result<()> {
-        for (_, p) in &set.volumes {
+        for p in set.volumes.values() {
             fs::remove_file(p).map_err(Error::io("cannot delete", p))?;
         }
         sync_dir(&self.path)

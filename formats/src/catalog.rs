@@ -3,12 +3,14 @@
 //! "Catalog"). A differential is computed from its base full's catalog alone,
 //! and restoring a chain reproduces the catalog's state, deletions included.
 //!
+//! Columns are separated by one tab (shown as `→` here):
+//!
 //! ```text
 //! # mailvault catalog 1
-//! # crc32	size	mtime	where	path
-//! 1c291ca3	1133	1795000000.000000000	0	store/mail/example.com/john/INBOX/#msgs/0000000a.eml
-//! 9a0f11be	2048	1794000000.500000000	base	users.cfg
-//! 00000000	512	1793000000.000000000	deleted	store/mail/example.com/john/INBOX/#msgs/00000001.eml
+//! # crc32 → size → mtime → where → path
+//! 1c291ca3 → 1133 → 1795000000.000000000 → 0 → store/mail/example.com/john/INBOX/#msgs/0000000a.eml
+//! 9a0f11be → 2048 → 1794000000.500000000 → base → users.cfg
+//! 00000000 → 512 → 1793000000.000000000 → deleted → store/mail/example.com/john/INBOX/#msgs/00000001.eml
 //! ```
 
 use std::fmt::Write as _;

@@ -87,23 +87,22 @@ impl BackupPlan {
     }
 }
 
-/// Picks a name that no set in the directory uses yet: the start time, moved
-/// on by whole seconds if a backup of the same second exists.
+/// Picks the name of a new backup: its start time, but always later than
+/// every set already in the directory (a clock stepped back, or several
+/// backups within one second), so that name order is chain order.
 pub(crate) fn free_name(
     kind: ArchiveKind,
     now: DateTime<Utc>,
     infos: &[ArchiveInfo],
     dir: &BackupDir,
 ) -> ArchiveName {
-    let taken: HashSet<i64> = infos
-        .iter()
-        .map(|i| i.set.name.started.timestamp())
-        .collect();
-    let mut name = ArchiveName::new(kind, now);
-    while taken.contains(&name.started.timestamp())
-        || dir.path().join(name.to_string()).exists()
-        || dir.path().join(format!("{TEMP_PREFIX}{name}")).exists()
-    {
+    let newest = infos.iter().map(|i| i.set.name.started).max();
+    let mut start = ArchiveName::new(kind, now).started;
+    if let Some(n) = newest.filter(|n| *n >= start) {
+        start = n + chrono::Duration::seconds(1);
+    }
+    let mut name = ArchiveName::new(kind, start);
+    while dir.path().join(format!("{TEMP_PREFIX}{name}")).exists() {
         name = ArchiveName::new(kind, name.started + chrono::Duration::seconds(1));
     }
     name

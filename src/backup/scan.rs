@@ -57,15 +57,15 @@ pub fn scan(install: &Path, backup_dir: &Path, skip_unreadable: bool) -> Result<
 
     for name in CONFIG_FILES {
         let abs = install.join(name);
-        if let Ok(meta) = std::fs::symlink_metadata(&abs) {
-            if meta.is_file() {
-                out.files.push(SourceFile {
-                    rel: name.into(),
-                    abs,
-                    size: meta.len(),
-                    mtime: mtime_of(&meta),
-                });
-            }
+        if let Ok(meta) = std::fs::symlink_metadata(&abs)
+            && meta.is_file()
+        {
+            out.files.push(SourceFile {
+                rel: name.into(),
+                abs,
+                size: meta.len(),
+                mtime: mtime_of(&meta),
+            });
         }
     }
     for dir in CONFIG_DIRS.iter().chain(std::iter::once(&"store")) {
@@ -128,14 +128,14 @@ pub fn scan(install: &Path, backup_dir: &Path, skip_unreadable: bool) -> Result<
             if entry.file_type().is_dir() {
                 if excluded_dir(&rel, path, backup_canon.as_deref()) {
                     walker.skip_current_dir();
-                } else if let Some(m) = MailboxPath::parse(&rel).filter(|m| m.rest.is_empty()) {
-                    if disabled.contains(&(m.domain.to_lowercase(), m.mailbox.to_lowercase())) {
-                        out.skipped.push(Skipped {
-                            reason: "disabled-user".into(),
-                            path: rel,
-                        });
-                        walker.skip_current_dir();
-                    }
+                } else if let Some(m) = MailboxPath::parse(&rel).filter(|m| m.rest.is_empty())
+                    && disabled.contains(&(m.domain.to_lowercase(), m.mailbox.to_lowercase()))
+                {
+                    out.skipped.push(Skipped {
+                        reason: "disabled-user".into(),
+                        path: rel,
+                    });
+                    walker.skip_current_dir();
                 }
                 continue;
             }
@@ -175,10 +175,11 @@ pub fn scan(install: &Path, backup_dir: &Path, skip_unreadable: bool) -> Result<
 }
 
 fn excluded_dir(rel: &str, path: &Path, backup: Option<&Path>) -> bool {
-    if let Some(sub) = rel.strip_prefix("store/") {
-        if !sub.contains('/') && EXCLUDED_STORE_DIRS.contains(&sub) {
-            return true;
-        }
+    if let Some(sub) = rel.strip_prefix("store/")
+        && !sub.contains('/')
+        && EXCLUDED_STORE_DIRS.contains(&sub)
+    {
+        return true;
     }
     backup.is_some_and(|b| path.canonicalize().is_ok_and(|p| p == b))
 }

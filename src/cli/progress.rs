@@ -109,41 +109,41 @@ impl Progress for Drawer {
         match self {
             Self::Silent => {}
             Self::Bar(st) => {
-                if let Ok(b) = st.bar.lock() {
-                    if let Some(pb) = b.as_ref() {
-                        pb.inc(bytes);
-                        let n = st.files.fetch_add(files, Ordering::Relaxed) + files;
-                        let total = st.total.load(Ordering::Relaxed);
-                        if n % 64 == 0 || n == total {
-                            pb.set_message(format!("{n}/{total} files"));
-                        }
+                if let Ok(b) = st.bar.lock()
+                    && let Some(pb) = b.as_ref()
+                {
+                    pb.inc(bytes);
+                    let n = st.files.fetch_add(files, Ordering::Relaxed) + files;
+                    let total = st.total.load(Ordering::Relaxed);
+                    if n.is_multiple_of(64) || n == total {
+                        pb.set_message(format!("{n}/{total} files"));
                     }
                 }
             }
             Self::Lines(s) => {
                 let f = s.done.0.fetch_add(files, Ordering::Relaxed) + files;
                 let b = s.done.1.fetch_add(bytes, Ordering::Relaxed) + bytes;
-                if let Ok(mut p) = s.phase.lock() {
-                    if p.2.elapsed() >= EVERY {
-                        p.2 = Instant::now();
-                        let secs = p.1.elapsed().as_secs_f64().max(0.001);
-                        let (tf, tb) = (
-                            s.totals.0.load(Ordering::Relaxed),
-                            s.totals.1.load(Ordering::Relaxed),
-                        );
-                        let pct = if tb > 0 {
-                            format!(" ({:.0}%)", 100.0 * b as f64 / tb as f64)
-                        } else {
-                            String::new()
-                        };
-                        eprintln!(
-                            "{}: {f}/{tf} files, {}/{}{pct}, {}/s",
-                            p.0,
-                            ByteSize(b),
-                            ByteSize(tb),
-                            ByteSize((b as f64 / secs) as u64)
-                        );
-                    }
+                if let Ok(mut p) = s.phase.lock()
+                    && p.2.elapsed() >= EVERY
+                {
+                    p.2 = Instant::now();
+                    let secs = p.1.elapsed().as_secs_f64().max(0.001);
+                    let (tf, tb) = (
+                        s.totals.0.load(Ordering::Relaxed),
+                        s.totals.1.load(Ordering::Relaxed),
+                    );
+                    let pct = if tb > 0 {
+                        format!(" ({:.0}%)", 100.0 * b as f64 / tb as f64)
+                    } else {
+                        String::new()
+                    };
+                    eprintln!(
+                        "{}: {f}/{tf} files, {}/{}{pct}, {}/s",
+                        p.0,
+                        ByteSize(b),
+                        ByteSize(tb),
+                        ByteSize((b as f64 / secs) as u64)
+                    );
                 }
             }
         }
@@ -152,10 +152,10 @@ impl Progress for Drawer {
     fn finish(&self) {
         match self {
             Self::Bar(st) => {
-                if let Ok(mut b) = st.bar.lock() {
-                    if let Some(pb) = b.take() {
-                        pb.finish_and_clear();
-                    }
+                if let Ok(mut b) = st.bar.lock()
+                    && let Some(pb) = b.take()
+                {
+                    pb.finish_and_clear();
                 }
             }
             Self::Lines(s) => {

@@ -78,12 +78,10 @@ pub fn list_items(file: &str, xml: &[u8], list: &str) -> Result<Vec<ListItem>> {
                     return Err(xml_err(&reader, "root element must be <config>".into()));
                 }
             }
-            Event::Empty(e) => {
-                if e.name().as_ref() == "variable" {
-                    if let Some(item) = current.as_mut() {
-                        let n = name_attr(&e).map_err(|r| xml_err(&reader, r))?;
-                        item.vars.push((n.unwrap_or_default(), String::new()));
-                    }
+            Event::Empty(e) if e.name().as_ref() == "variable" => {
+                if let Some(item) = current.as_mut() {
+                    let n = name_attr(&e).map_err(|r| xml_err(&reader, r))?;
+                    item.vars.push((n.unwrap_or_default(), String::new()));
                 }
             }
             Event::Text(t) => {
@@ -171,9 +169,12 @@ pub fn escape(s: &str) -> String {
     quick_xml::escape::escape(s).into_owned()
 }
 
+/// The `<variable>`s of one `<listitem>`, for [`write_config`].
+pub type Vars<'a> = Vec<(&'a str, String)>;
+
 /// Writes a Kerio-shaped config file: `<config>` with the given lists.
 #[must_use]
-pub fn write_config(lists: &[(&str, Vec<Vec<(&str, String)>>)]) -> String {
+pub fn write_config(lists: &[(&str, Vec<Vars<'_>>)]) -> String {
     let mut s = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<config>\n");
     for (name, items) in lists {
         s.push_str(&format!("  <list name=\"{}\">\n", escape(name)));

@@ -1,0 +1,13 @@
+//! Integration tests of the `mailvault` binary. One test binary, one module
+//! per capability (ripgrep / uv `tests/it` shape).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests may panic on what they set up themselves
+
+mod backup;
+mod cli;
+mod crash;
+mod rotation;
+mod schedule;
+mod util;
+mod verify;
+mod volumes;

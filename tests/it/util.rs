@@ -1,0 +1,238 @@
+//! Shared test helpers: run the real binary, build installs, check archives
+//! with independent ZIP readers (Info-ZIP unzip, 7-Zip, Python's zipfile, bsdtar).
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_mailvault"))
+}
+
+pub fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run mailvault")
+}
+
+pub fn ok(args: &[&str]) -> Output {
+    let out = run(args);
+    assert!(
+        out.status.success(),
+        "mailvault {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary directory holding an install (`install/`) and room for backups.
+pub struct TestInstall {
+    pub tmp: tempfile::TempDir,
+}
+
+impl TestInstall {
+    /// A copy of samples/install.
+    pub fn sample() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(repo_root().join("samples/install"))
+            .arg(tmp.path().join("install"))
+            .status()
+            .unwrap();
+        assert!(st.success());
+        Self { tmp }
+    }
+
+    /// A generated store of `messages` messages.
+    pub fn generated(messages: u64, seed: u64) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("install");
+        ok(&[
+            "sample-store",
+            "--domains",
+            "2",
+            "--users",
+            "3",
+            "--messages",
+            &messages.to_string(),
+            "--seed",
+            &seed.to_string(),
+            out.to_str().unwrap(),
+        ]);
+        Self { tmp }
+    }
+
+    pub fn install(&self) -> PathBuf {
+        self.tmp.path().join("install")
+    }
+
+    pub fn backups(&self) -> PathBuf {
+        self.tmp.path().join("backups")
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.install().join(rel)
+    }
+
+    /// Runs `mailvault backup <kind>` into `backups/` with extra args; returns the output.
+    pub fn backup(&self, kind: &str, extra: &[&str]) -> Output {
+        let install = self.install();
+        let backups = self.backups();
+        let mut args = vec![
+            "backup",
+            kind,
+            "--install-dir",
+            install.to_str().unwrap(),
+            "--backup-dir",
+            backups.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    }
+
+    pub fn backup_ok(&self, kind: &str, extra: &[&str]) -> serde_json::Value {
+        let mut e = extra.to_vec();
+        e.push("--json");
+        let out = self.backup(kind, &e);
+        assert!(
+            out.status.success(),
+            "backup {kind} failed: {}\n{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        serde_json::from_slice(&out.stdout).expect("backup --json prints JSON")
+    }
+
+    /// Archive files under final names in the backup directory, oldest first
+    /// (by the time in the name, then volume), temporaries excluded.
+    pub fn archives(&self) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(self.backups())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.extension().is_some_and(|x| x == "zip")
+                            && !p.file_name().unwrap().to_string_lossy().starts_with('.')
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort_by_key(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap().to_string();
+            (n[1..17].to_string(), n.len(), n)
+        });
+        v
+    }
+}
+
+/// Asserts that Info-ZIP unzip, 7-Zip, bsdtar and Python's zipfile all accept `zip`.
+pub fn assert_valid_zip(zip: &Path) {
+    let z = zip.to_str().unwrap();
+    let checks: [(&str, Vec<&str>); 4] = [
+        ("unzip", vec!["-tqq", z]),
+        ("7z", vec!["t", "-bso0", "-bsp0", z]),
+        ("bsdtar", vec!["-xOf", z]),
+        (
+            "python3",
+            vec![
+                "-c",
+                "import zipfile,sys; sys.exit(zipfile.ZipFile(sys.argv[1]).testzip() is not None)",
+                z,
+            ],
+        ),
+    ];
+    for (tool, args) in checks {
+        let out = Command::new(tool).args(&args).output().unwrap_or_else(|e| {
+            panic!("{tool} is needed for the tests (scripts/test.sh installs it): {e}")
+        });
+        assert!(
+            out.status.success(),
+            "{tool} rejects {z}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Entry names in archive order, as Python's zipfile reads them.
+pub fn entry_names(zip: &Path) -> Vec<String> {
+    let out = Command::new("python3")
+        .args(["-c", "import zipfile,sys\nfor i in zipfile.ZipFile(sys.argv[1]).infolist(): print(i.filename)", zip.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// One entry's content, read by Info-ZIP unzip.
+pub fn entry_text(zip: &Path, name: &str) -> String {
+    let out = Command::new("unzip")
+        .args(["-p", zip.to_str().unwrap(), name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "unzip -p {name}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Catalog rows: path -> (where, size, crc).
+pub fn catalog(zip: &Path) -> BTreeMap<String, (String, u64, String)> {
+    entry_text(zip, ".catalog.tsv")
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            let c: Vec<&str> = l.splitn(5, '\t').collect();
+            (
+                c[4].to_string(),
+                (c[3].to_string(), c[1].parse().unwrap(), c[0].to_string()),
+            )
+        })
+        .collect()
+}
+
+/// Every regular file under `root`, relative path -> content.
+pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut m = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            m.insert(rel, std::fs::read(e.path()).unwrap());
+        }
+    }
+    m
+}
+
+/// Sets a file's mtime to `secs` (Unix).
+pub fn set_mtime(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+        .unwrap();
+}
