@@ -16,8 +16,15 @@ fn main() -> ExitCode {
     match cli::cmd::run(args) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err}");
-            for cause in err.chain().skip(1) {
+            let top = err.to_string();
+            eprintln!("error: {top}");
+            // Library errors already name their source; print only causes that add something.
+            for cause in err
+                .chain()
+                .skip(1)
+                .map(|c| c.to_string())
+                .filter(|c| !top.contains(c.as_str()))
+            {
                 eprintln!("  caused by: {cause}");
             }
             let lib = err.downcast_ref::<mailvault::Error>();

@@ -82,8 +82,74 @@ fn dos_time(mtime: Mtime) -> zip::DateTime {
         .unwrap_or_default()
 }
 
+/// The file under a volume. After its first I/O error it discards writes
+/// (keeping a consistent position), so that the `zip` crate's attempt to
+/// finalize again on drop neither fails nor prints; the first error has
+/// already been returned to the writer, which removes the temporary.
+struct VolumeFile {
+    inner: BufWriter<File>,
+    failed: bool,
+    pos: u64,
+    len: u64,
+}
+
+impl VolumeFile {
+    fn fail<T>(&mut self, e: std::io::Error) -> std::io::Result<T> {
+        self.failed = true;
+        Err(e)
+    }
+}
+
+impl Write for VolumeFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = if self.failed {
+            buf.len()
+        } else {
+            match self.inner.write(buf) {
+                Ok(n) => n,
+                Err(e) => return self.fail(e),
+            }
+        };
+        self.pos += n as u64;
+        self.len = self.len.max(self.pos);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Ok(()) => Ok(()),
+            Err(e) => self.fail(e),
+        }
+    }
+}
+
+impl std::io::Seek for VolumeFile {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        if !self.failed {
+            match self.inner.seek(to) {
+                Ok(p) => {
+                    self.pos = p;
+                    self.len = self.len.max(p);
+                    return Ok(p);
+                }
+                Err(e) => return self.fail(e),
+            }
+        }
+        let target = match to {
+            std::io::SeekFrom::Start(n) => Some(n),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            std::io::SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| std::io::Error::other("seek out of range"))?;
+        Ok(self.pos)
+    }
+}
+
 struct OpenVolume {
-    zip: ZipWriter<BufWriter<File>>,
+    zip: ZipWriter<VolumeFile>,
     number: u32,
     temp: PathBuf,
     /// Upper bound of the bytes this volume will take once finished.
@@ -149,7 +215,13 @@ impl VolumeWriter {
     fn open(&mut self, number: u32) -> Result<()> {
         let temp = self.temp_path(number);
         let file = File::create_new(&temp).map_err(Error::io("cannot create", &temp))?;
-        let mut zip = ZipWriter::new(BufWriter::with_capacity(1 << 20, file)).set_auto_large_file();
+        let out = VolumeFile {
+            inner: BufWriter::with_capacity(1 << 20, file),
+            failed: false,
+            pos: 0,
+            len: 0,
+        };
+        let mut zip = ZipWriter::new(out).set_auto_large_file();
         let mut version = self.version.clone();
         version.volume = number;
         let text = version.to_text();
@@ -315,8 +387,9 @@ impl VolumeWriter {
         cur.zip
             .write_all(summary.to_text().as_bytes())
             .map_err(Error::io("cannot write", &cur.temp))?;
-        let buf = cur.zip.finish().map_err(zip_err(&cur.temp))?;
-        let file = buf
+        let out = cur.zip.finish().map_err(zip_err(&cur.temp))?;
+        let file = out
+            .inner
             .into_inner()
             .map_err(|e| Error::io("cannot write", &cur.temp)(e.into_error()))?;
         file.sync_all()

@@ -397,3 +397,50 @@ fn unreadable_file_is_named_or_skipped_on_request() {
     );
     assert_valid_zip(&t.archives()[0]);
 }
+
+#[test]
+fn full_disk_is_a_clear_error_and_leaves_nothing_behind() {
+    // A 96 KiB tmpfs cannot hold the sample's 160 KiB archive. The tests run as root (CI too).
+    let t = TestInstall::sample();
+    let mnt = t.tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=96k",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a small tmpfs needs root");
+    let dir = mnt.join("backups");
+    let out = run(&[
+        "backup",
+        "full",
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--backup-dir",
+        dir.to_str().unwrap(),
+    ]);
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("No space left on device") && err.contains("hint: the disk is full"),
+        "{err}"
+    );
+    assert!(!err.contains("ZipWriter"), "no library noise: {err}");
+    assert_eq!(
+        names,
+        vec![".mailvault.lock".to_string()],
+        "no archive and no temporary left"
+    );
+}

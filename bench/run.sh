@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Benchmark: mailvault against Info-ZIP zip on the same generated store, in one
+# run. Reports throughput ratios, output size ratios and peak RSS, and writes
+# the figures to bench/work/results.md (copy them into docs/performance.md).
+#
+#   bench/run.sh                  # 50,000 messages (~1 GB) + the 200,000-file RSS run
+#   MESSAGES=10000 BIG=0 bench/run.sh   # quicker
+#
+# Not a test: nothing here passes or fails on timing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MESSAGES=${MESSAGES:-50000}
+BIG=${BIG:-1}                 # also run the 200,000-file store for peak RSS
+BIG_MESSAGES=${BIG_MESSAGES:-196000}
+WORK=${WORK:-$PWD/bench/work}
+for t in zip unzip /usr/bin/time; do
+  command -v "$t" >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq zip unzip time >/dev/null; }
+done
+cargo build --release -q
+MV=$PWD/target/release/mailvault
+mkdir -p "$WORK"
+OUT=$WORK/results.md
+
+# run LABEL CMD...: wall seconds and peak RSS (KiB) into $secs / $rss
+run() {
+  local label=$1; shift
+  sync
+  /usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/$label.err" || { cat "$WORK/$label.err"; exit 1; }
+  read -r secs rss < "$WORK/time.txt"
+  printf '%-28s %8.2f s %8d KiB\n' "$label" "$secs" "$rss"
+}
+
+store=$WORK/store-$MESSAGES
+if [ ! -d "$store" ]; then
+  echo "==> generating $MESSAGES messages into $store"
+  "$MV" sample-store --domains 5 --users 20 --messages "$MESSAGES" --seed 1 "$store"
+fi
+files=$(find "$store" -type f | wc -l)
+bytes=$(du -sb "$store" | cut -f1)
+echo "==> store: $files files, $bytes bytes; warming the page cache for both tools"
+find "$store" -type f -print0 | xargs -0 cat > /dev/null
+
+rm -rf "$WORK/zip.zip" "$WORK/mv"
+echo "==> full backup"
+run zip-6 sh -c "cd '$store' && zip -qr -6 '$WORK/zip.zip' mailserver.cfg users.cfg store"
+zip_s=$secs; zip_rss=$rss; zip_size=$(stat -c %s "$WORK/zip.zip")
+run mailvault-full "$MV" backup full -q --install-dir "$store" --backup-dir "$WORK/mv"
+mv_s=$secs; mv_rss=$rss; mv_size=$(stat -c %s "$WORK"/mv/F*.zip)
+
+echo "==> differential after changing 1% of the messages"
+find "$store/store/mail" -name '*.eml' | sort | awk 'NR % 100 == 0' | while read -r f; do printf 'X-Bench: changed\r\n' | cat - "$f" > "$f.new" && mv "$f.new" "$f"; done
+changed=$(find "$store/store/mail" -name '*.eml' | sort | awk 'NR % 100 == 0' | wc -l)
+run mailvault-differential "$MV" backup differential -q --install-dir "$store" --backup-dir "$WORK/mv"
+d_s=$secs; d_rss=$rss; d_size=$(stat -c %s "$WORK"/mv/D*.zip)
+
+echo "==> unzip -t of both archives (independent readers accept both)"
+unzip -tqq "$WORK/zip.zip"; unzip -tqq "$WORK"/mv/F*.zip
+
+big_line=""
+if [ "$BIG" = 1 ]; then
+  big=$WORK/store-big
+  if [ ! -d "$big" ]; then
+    echo "==> generating the 200,000-file store"
+    "$MV" sample-store --domains 10 --users 50 --messages "$BIG_MESSAGES" --seed 2 "$big"
+  fi
+  big_files=$(find "$big" -type f | wc -l)
+  big_bytes=$(du -sb "$big" | cut -f1)
+  rm -rf "$WORK/mv-big"
+  run mailvault-full-200k "$MV" backup full -q --install-dir "$big" --backup-dir "$WORK/mv-big"
+  big_line="| full backup, $big_files files ($(numfmt --to=iec "$big_bytes")) | $secs s | $(awk -v b="$big_bytes" -v s="$secs" 'BEGIN{printf "%.0f", b/s/1048576}') MiB/s | **$((rss / 1024)) MiB** |"
+  rm -rf "$WORK/mv-big"
+fi
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f%%", 100*a/b}'; }
+{
+  echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; mailvault $("$MV" --version | cut -d' ' -f2), $(zip -v | sed -n 2p | sed 's/^ *//;s/ by.*//')"
+  echo
+  echo "Store: $MESSAGES messages, $files files, $(numfmt --to=iec "$bytes") (sample-store --domains 5 --users 20 --seed 1), page cache warm."
+  echo
+  echo "| run | time | throughput | peak RSS | output |"
+  echo "|---|---|---|---|---|"
+  echo "| zip -qr -6 | $zip_s s | $(awk -v b="$bytes" -v s="$zip_s" 'BEGIN{printf "%.0f", b/s/1048576}') MiB/s | $((zip_rss / 1024)) MiB | $(numfmt --to=iec "$zip_size") |"
+  echo "| mailvault backup full | $mv_s s | $(awk -v b="$bytes" -v s="$mv_s" 'BEGIN{printf "%.0f", b/s/1048576}') MiB/s | $((mv_rss / 1024)) MiB | $(numfmt --to=iec "$mv_size") |"
+  echo "| mailvault backup differential ($changed files changed) | $d_s s | | $((d_rss / 1024)) MiB | $(numfmt --to=iec "$d_size") |"
+  echo
+  echo "- full backup speed vs zip -6: **$(ratio "$zip_s" "$mv_s")x** (target >= 1.8x)"
+  echo "- full backup size vs zip -6: **$(pct "$mv_size" "$zip_size")** (target <= 101%)"
+  echo "- differential time vs full: **$(pct "$d_s" "$mv_s")** (target <= 5%)"
+  if [ -n "$big_line" ]; then
+    echo
+    echo "| 200,000-file run | time | throughput | peak RSS |"
+    echo "|---|---|---|---|"
+    echo "$big_line"
+  fi
+} | tee "$OUT"

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need
+# (ZIP validators: Info-ZIP unzip, 7-Zip, bsdtar, Python), then runs
+# formatting, lints, docs and every test. `.ci/run` calls this same script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v unzip   >/dev/null || need_apt+=(unzip)
+command -v zip     >/dev/null || need_apt+=(zip)
+command -v 7z      >/dev/null || need_apt+=(p7zip-full)
+command -v bsdtar  >/dev/null || need_apt+=(libarchive-tools)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v setpriv >/dev/null || need_apt+=(util-linux)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "==> installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets -q -- -D warnings
+echo "==> cargo doc (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+echo "==> cargo test"
+cargo test --workspace 2>&1 | tee target/test.log
+# One closing line for CI: sum cargo's per-binary results.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } } END { printf "%d passed, %d failed\n", p, f; exit (f > 0) }' target/test.log
