@@ -12,6 +12,7 @@ work=${DEMO_DIR:-$(mktemp -d)}
 install=$work/install
 backups=$work/backups
 rm -rf "$install" "$backups"
+mkdir -p "$work"
 cp -a samples/install "$install"
 
 echo "==> full backup of $install"

@@ -312,29 +312,53 @@ fn format_err(path: &Path) -> impl FnOnce(mailvault_formats::Error) -> Error + '
     }
 }
 
-/// Reads `.version.txt` of a volume.
-pub(crate) fn read_version(path: &Path) -> Result<VersionInfo> {
-    let mut zip = open_zip(path)?;
-    let bytes = read_entry(&mut zip, path, VERSION_ENTRY)?.ok_or_else(|| Error::Zip {
+fn version_of<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    path: &Path,
+) -> Result<VersionInfo> {
+    let bytes = read_entry(zip, path, VERSION_ENTRY)?.ok_or_else(|| Error::Zip {
         archive: path.to_path_buf(),
         reason: format!("no `{VERSION_ENTRY}` entry: not a mailvault archive"),
     })?;
     VersionInfo::parse(&bytes).map_err(format_err(path))
 }
 
-/// Reads `.summary.txt` of a volume.
-pub(crate) fn read_summary(path: &Path) -> Result<Summary> {
-    let mut zip = open_zip(path)?;
-    let bytes = read_entry(&mut zip, path, SUMMARY_ENTRY)?.ok_or_else(|| Error::Zip {
+fn summary_of<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    path: &Path,
+) -> Result<Summary> {
+    let bytes = read_entry(zip, path, SUMMARY_ENTRY)?.ok_or_else(|| Error::Zip {
         archive: path.to_path_buf(),
         reason: format!("no `{SUMMARY_ENTRY}` entry: the volume was not finished"),
     })?;
     Summary::parse(&bytes).map_err(format_err(path))
 }
 
+fn catalog_of<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    path: &Path,
+) -> Result<Catalog> {
+    let bytes = read_entry(zip, path, CATALOG_ENTRY)?.ok_or_else(|| Error::Zip {
+        archive: path.to_path_buf(),
+        reason: format!("no `{CATALOG_ENTRY}` entry in the last volume"),
+    })?;
+    Catalog::parse(&bytes).map_err(format_err(path))
+}
+
 /// Reads a set's metadata and works out whether it is complete.
 #[must_use]
 pub fn read_info(set: ArchiveSet) -> ArchiveInfo {
+    read_info_with(set, false).0
+}
+
+/// [`read_info`] plus the catalog, opening each volume at most once (a
+/// central directory of a large backup takes a while to read).
+#[must_use]
+pub fn read_info_and_catalog(set: ArchiveSet) -> (ArchiveInfo, Option<Result<Catalog>>) {
+    read_info_with(set, true)
+}
+
+fn read_info_with(set: ArchiveSet, want_catalog: bool) -> (ArchiveInfo, Option<Result<Catalog>>) {
     let mut info = ArchiveInfo {
         set,
         version: None,
@@ -343,20 +367,43 @@ pub fn read_info(set: ArchiveSet) -> ArchiveInfo {
     };
     let Some(first) = info.set.volumes.get(&0).cloned() else {
         info.status = SetStatus::MissingVolumes(vec![0]);
-        return info;
+        return (info, None);
     };
-    match read_version(&first) {
+    let Some((&highest, last_path)) = info
+        .set
+        .volumes
+        .last_key_value()
+        .map(|(n, p)| (n, p.clone()))
+    else {
+        return (info, None);
+    };
+    let mut first_zip = match open_zip(&first) {
+        Ok(z) => z,
+        Err(e) => {
+            info.status = SetStatus::Unreadable(e.to_string());
+            return (info, None);
+        }
+    };
+    match version_of(&mut first_zip, &first) {
         Ok(v) => info.version = Some(v),
         Err(e) => {
             info.status = SetStatus::Unreadable(e.to_string());
-            return info;
+            return (info, None);
         }
     }
-    let (&highest, last_path) = match info.set.volumes.last_key_value() {
-        Some((n, p)) => (n, p.clone()),
-        None => return info,
+    let mut last_zip = if highest == 0 {
+        first_zip
+    } else {
+        drop(first_zip);
+        match open_zip(&last_path) {
+            Ok(z) => z,
+            Err(e) => {
+                info.status = SetStatus::Unreadable(e.to_string());
+                return (info, None);
+            }
+        }
     };
-    match read_summary(&last_path) {
+    match summary_of(&mut last_zip, &last_path) {
         Ok(s) => {
             let gaps: Vec<u32> = (0..highest)
                 .filter(|n| !info.set.volumes.contains_key(n))
@@ -372,7 +419,9 @@ pub fn read_info(set: ArchiveSet) -> ArchiveInfo {
         }
         Err(e) => info.status = SetStatus::Unreadable(e.to_string()),
     }
-    info
+    let catalog = (want_catalog && info.status == SetStatus::Complete)
+        .then(|| catalog_of(&mut last_zip, &last_path));
+    (info, catalog)
 }
 
 /// Reads the catalog of a complete set (from its last volume).
@@ -389,9 +438,5 @@ pub fn read_catalog(set: &ArchiveSet) -> Result<Catalog> {
             path: set.volume_path(0),
         })?;
     let mut zip = open_zip(last)?;
-    let bytes = read_entry(&mut zip, last, CATALOG_ENTRY)?.ok_or_else(|| Error::Zip {
-        archive: last.clone(),
-        reason: format!("no `{CATALOG_ENTRY}` entry in the last volume"),
-    })?;
-    Catalog::parse(&bytes).map_err(format_err(last))
+    catalog_of(&mut zip, last)
 }

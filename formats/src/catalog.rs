@@ -174,24 +174,9 @@ impl Catalog {
 
     /// Writes the text form into `out`.
     pub fn write_to(&self, out: &mut String) {
-        out.push_str(MAGIC);
-        out.push_str("\n# crc32\tsize\tmtime\twhere\tpath\n");
+        write_header(out);
         for e in &self.entries {
-            let loc = match e.location {
-                Location::Volume(n) => n.to_string(),
-                Location::Base => "base".into(),
-                Location::Deleted => "deleted".into(),
-            };
-            let _ = writeln!(
-                out,
-                "{:08x}\t{}\t{}.{:09}\t{}\t{}",
-                e.crc32,
-                e.size,
-                e.mtime.secs,
-                e.mtime.nanos,
-                loc,
-                escape(&e.path)
-            );
+            write_row(out, &e.path, e.size, e.mtime, e.crc32, e.location);
         }
     }
 
@@ -202,6 +187,38 @@ impl Catalog {
         self.write_to(&mut s);
         s
     }
+}
+
+/// Writes the header lines of a catalog (for writers that stream rows).
+pub fn write_header(out: &mut String) {
+    out.push_str(MAGIC);
+    out.push_str("\n# crc32\tsize\tmtime\twhere\tpath\n");
+}
+
+/// Writes one catalog row, so a writer need not build [`CatalogEntry`] values.
+pub fn write_row(
+    out: &mut String,
+    path: &str,
+    size: u64,
+    mtime: Mtime,
+    crc32: u32,
+    location: Location,
+) {
+    let _ = write!(
+        out,
+        "{crc32:08x}\t{size}\t{}.{:09}\t",
+        mtime.secs, mtime.nanos
+    );
+    match location {
+        Location::Volume(n) => {
+            let _ = write!(out, "{n}");
+        }
+        Location::Base => out.push_str("base"),
+        Location::Deleted => out.push_str("deleted"),
+    }
+    out.push('\t');
+    out.push_str(&escape(path));
+    out.push('\n');
 }
 
 fn parse_mtime(s: &str) -> Option<Mtime> {

@@ -153,13 +153,14 @@ pub fn plan_backup(opts: &BackupOptions, now: DateTime<Utc>) -> Result<BackupPla
     check(opts)?;
     let dir = BackupDir::new(&opts.backup_dir);
     let scan = scan::scan(&opts.install_dir, &opts.backup_dir, opts.skip_unreadable)?;
-    let infos = dir.infos()?;
+    let sets = dir.sets()?;
     Ok(plan::make_plan(
         opts.kind,
         now,
+        &opts.install_dir,
         scan,
         &dir,
-        &infos,
+        &sets,
         opts.verify_content,
     ))
 }
@@ -179,8 +180,16 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
     progress.start("scanning", 0, 0);
     let now = Utc::now();
     let scan = scan::scan(&opts.install_dir, &opts.backup_dir, opts.skip_unreadable)?;
-    let infos = dir.infos()?;
-    let plan = plan::make_plan(opts.kind, now, scan, &dir, &infos, opts.verify_content);
+    let sets = dir.sets()?;
+    let plan = plan::make_plan(
+        opts.kind,
+        now,
+        &opts.install_dir,
+        scan,
+        &dir,
+        &sets,
+        opts.verify_content,
+    );
     progress.finish();
 
     let (store_files, store_bytes) = plan.to_store();
@@ -227,18 +236,18 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
 
     let mut skipped = plan.skipped.clone();
     skipped.extend(written.skipped.iter().cloned());
-    let state_files = written.catalog.state().count() as u64;
+    let state_files = written.state_files;
     let totals = Totals {
         volumes: 0,
         files: 0,
         bytes: 0,
         state_files,
-        state_bytes: written.catalog.state().map(|e| e.size).sum(),
+        state_bytes: written.state_bytes,
         from_base: plan.unchanged(),
         deleted: plan.deleted.len() as u64,
     };
     let (files, bytes_in) = (volumes.files, volumes.bytes);
-    let finished = volumes.finish(&written.catalog.to_text(), totals, &plan.notes, &skipped)?;
+    let finished = volumes.finish(&written.catalog, totals, &plan.notes, &skipped)?;
     let bytes_out = finished.compressed();
     let final_paths = finished.commit()?;
 

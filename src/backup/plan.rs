@@ -14,7 +14,7 @@ use mailvault_formats::{ArchiveKind, ArchiveName, CatalogEntry, Location, Skippe
 use serde::Serialize;
 
 use super::scan::{Scan, SourceFile};
-use crate::repo::{ArchiveInfo, BackupDir, SetStatus, TEMP_PREFIX, read_catalog};
+use crate::repo::{ArchiveSet, BackupDir, SetStatus, TEMP_PREFIX, read_info_and_catalog};
 
 /// What happens to one scanned file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub struct BaseRef {
 /// Everything a backup will do, computed before anything is written.
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
+    /// The install directory the item paths are relative to.
+    pub install: PathBuf,
     /// Name of the first volume to write.
     pub name: ArchiveName,
     /// What was asked for.
@@ -93,10 +95,10 @@ impl BackupPlan {
 pub(crate) fn free_name(
     kind: ArchiveKind,
     now: DateTime<Utc>,
-    infos: &[ArchiveInfo],
+    sets: &[ArchiveSet],
     dir: &BackupDir,
 ) -> ArchiveName {
-    let newest = infos.iter().map(|i| i.set.name.started).max();
+    let newest = sets.iter().map(|s| s.name.started).max();
     let mut start = ArchiveName::new(kind, now).started;
     if let Some(n) = newest.filter(|n| *n >= start) {
         start = n + chrono::Duration::seconds(1);
@@ -108,13 +110,15 @@ pub(crate) fn free_name(
     name
 }
 
-/// Builds the plan for `requested` from a scan and the backup directory's sets.
+/// Builds the plan for `requested` from a scan and the backup directory's
+/// sets. Only the base full's metadata and catalog are read.
 pub(crate) fn make_plan(
     requested: ArchiveKind,
     now: DateTime<Utc>,
+    install: &std::path::Path,
     scan: Scan,
     dir: &BackupDir,
-    infos: &[ArchiveInfo],
+    sets: &[ArchiveSet],
     verify_content: bool,
 ) -> BackupPlan {
     let Scan {
@@ -128,43 +132,45 @@ pub(crate) fn make_plan(
     let mut deleted = Vec::new();
     let mut items: Vec<PlanItem> = Vec::with_capacity(files.len());
 
-    let base_info = if requested == ArchiveKind::Differential {
-        newest_complete(infos)
-    } else {
-        None
-    };
-    let base_catalog = match base_info {
-        None if requested == ArchiveKind::Differential => {
-            notes.push(format!(
-                "differential requested but `{}` holds no full backup: written as a full",
-                dir.path().display()
-            ));
-            None
-        }
-        None => None,
-        Some(info) if info.status != SetStatus::Complete => {
-            notes.push(format!(
-                "differential requested but the newest full {} is not usable ({}): written as a full",
-                info.set.stem(),
-                info.status
-            ));
-            None
-        }
-        Some(info) => match read_catalog(&info.set) {
-            Ok(cat) => {
-                base = Some(BaseRef {
-                    stem: info.set.stem(),
-                    path: info.set.volume_path(0),
-                });
-                Some(cat)
-            }
-            Err(e) => {
+    // The newest set that can start a chain (F or C), whatever its state.
+    let newest = sets
+        .iter()
+        .rev()
+        .find(|s| s.name.kind.is_complete() && s.volumes.contains_key(&0));
+    let base_catalog = match newest.filter(|_| requested == ArchiveKind::Differential) {
+        None => {
+            if requested == ArchiveKind::Differential {
                 notes.push(format!(
-                    "differential requested but the catalog of the newest full {} cannot be read ({e}): written as a full",
-                    info.set.stem()
+                    "differential requested but `{}` holds no full backup: written as a full",
+                    dir.path().display()
+                ));
+            }
+            None
+        }
+        Some(set) => match read_info_and_catalog(set.clone()) {
+            (info, _) if info.status != SetStatus::Complete => {
+                notes.push(format!(
+                    "differential requested but the newest full {} is not usable ({}): written as a full",
+                    set.stem(),
+                    info.status
                 ));
                 None
             }
+            (_, Some(Ok(cat))) => {
+                base = Some(BaseRef {
+                    stem: set.stem(),
+                    path: set.volume_path(0),
+                });
+                Some(cat)
+            }
+            (_, Some(Err(e))) => {
+                notes.push(format!(
+                    "differential requested but the catalog of the newest full {} cannot be read ({e}): written as a full",
+                    set.stem()
+                ));
+                None
+            }
+            (_, None) => None,
         },
     };
     if requested == ArchiveKind::Differential && base_catalog.is_none() {
@@ -197,7 +203,7 @@ pub(crate) fn make_plan(
                 items.push(PlanItem { file, action });
             }
             if verify_content {
-                recheck_content(&mut items, &candidates);
+                recheck_content(install, &mut items, &candidates);
             }
             let skipped_prefixes: Vec<String> = skipped
                 .iter()
@@ -218,8 +224,9 @@ pub(crate) fn make_plan(
             }
         }
     }
-    let name = free_name(kind, now, infos, dir);
+    let name = free_name(kind, now, sets, dir);
     BackupPlan {
+        install: install.to_path_buf(),
         name,
         requested,
         base,
@@ -231,17 +238,9 @@ pub(crate) fn make_plan(
     }
 }
 
-/// The newest set that can start a chain (F or C), whatever its state.
-fn newest_complete(infos: &[ArchiveInfo]) -> Option<&ArchiveInfo> {
-    infos
-        .iter()
-        .rev()
-        .find(|i| i.set.name.kind.is_complete() && i.set.volumes.contains_key(&0))
-}
-
 /// `--verify-content`: files whose size and mtime match the base are read and
 /// their CRC-32 compared; a mismatch makes them stored after all. Runs on all cores.
-fn recheck_content(items: &mut [PlanItem], candidates: &[usize]) {
+fn recheck_content(install: &std::path::Path, items: &mut [PlanItem], candidates: &[usize]) {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let chunk = candidates.len().div_ceil(threads).max(1);
     let changed: Vec<usize> = std::thread::scope(|s| {
@@ -254,7 +253,7 @@ fn recheck_content(items: &mut [PlanItem], candidates: &[usize]) {
                         .copied()
                         .filter(|&i| match items[i].action {
                             Action::Unchanged { crc32 } => {
-                                crc_of(&items[i].file.abs) != Some(crc32)
+                                crc_of(&install.join(&items[i].file.rel)) != Some(crc32)
                             }
                             Action::Store => false,
                         })

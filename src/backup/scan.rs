@@ -7,7 +7,7 @@
 //! It reads metadata only; file contents are read by the writer.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use mailvault_formats::layout::{
     self, CONFIG_DIRS, CONFIG_FILES, EXCLUDED_STORE_DIRS, MailboxPath,
@@ -22,8 +22,6 @@ use crate::error::{Error, Result};
 pub struct SourceFile {
     /// Install-relative path, `/`-separated.
     pub rel: String,
-    /// Where it is.
-    pub abs: PathBuf,
     /// Size when scanned.
     pub size: u64,
     /// Modification time when scanned.
@@ -62,7 +60,6 @@ pub fn scan(install: &Path, backup_dir: &Path, skip_unreadable: bool) -> Result<
         {
             out.files.push(SourceFile {
                 rel: name.into(),
-                abs,
                 size: meta.len(),
                 mtime: mtime_of(&meta),
             });
@@ -157,7 +154,6 @@ pub fn scan(install: &Path, backup_dir: &Path, skip_unreadable: bool) -> Result<
             match entry.metadata() {
                 Ok(meta) => out.files.push(SourceFile {
                     rel,
-                    abs: path.to_path_buf(),
                     size: meta.len(),
                     mtime: mtime_of(&meta),
                 }),

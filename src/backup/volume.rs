@@ -152,8 +152,11 @@ struct OpenVolume {
     zip: ZipWriter<VolumeFile>,
     number: u32,
     temp: PathBuf,
-    /// Upper bound of the bytes this volume will take once finished.
-    estimate: u64,
+    /// Bytes the central directory will take (upper bound).
+    central: u64,
+    /// Set after a streamed entry: its compressor may still hold this much
+    /// unwritten output until the next entry starts.
+    unflushed: u64,
     files: u64,
     bytes: u64,
 }
@@ -234,12 +237,13 @@ impl VolumeWriter {
         zip.start_file(VERSION_ENTRY, opts)
             .and_then(|()| zip.write_all(text.as_bytes()).map_err(Into::into))
             .map_err(zip_err(&temp))?;
-        let estimate = ENTRY_OVERHEAD + 64 + text.len() as u64;
+        let central = ENTRY_OVERHEAD + VERSION_ENTRY.len() as u64;
         self.current = Some(OpenVolume {
             zip,
             number,
             temp,
-            estimate,
+            central,
+            unflushed: 0,
             files: 0,
             bytes: 0,
         });
@@ -248,18 +252,24 @@ impl VolumeWriter {
 
     /// Starts a new volume first if an entry of this compressed size and name
     /// would take the current one past the split size.
+    /// Measured from the bytes actually written so far (the file's position)
+    /// plus the central directory to come, so a large file that compressed
+    /// well leaves room for the entries after it.
     fn make_room(&mut self, name_len: usize, compressed: u64) -> Result<()> {
         let need = ENTRY_OVERHEAD + 2 * name_len as u64 + compressed;
         let Some(cur) = &self.current else {
             return Ok(());
         };
-        if cur.files > 0 && cur.estimate + need + TAIL_RESERVE > self.split {
+        let written = cur.zip.get_ref().map_or(0, |f| f.pos);
+        if cur.files > 0 && written + cur.unflushed + cur.central + need + TAIL_RESERVE > self.split
+        {
             let number = cur.number + 1;
             self.close_current(None)?;
             self.open(number)?;
         }
         if let Some(cur) = self.current.as_mut() {
-            cur.estimate += need;
+            cur.central += ENTRY_OVERHEAD + name_len as u64;
+            cur.unflushed = 0;
         }
         Ok(())
     }
@@ -317,6 +327,7 @@ impl VolumeWriter {
         }
         cur.files += 1;
         cur.bytes += total;
+        cur.unflushed = 1 << 20;
         self.files += 1;
         self.bytes += total;
         Ok((total, hasher.finalize()))

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use std::sync::{Condvar, Mutex};
 
 use mailvault_formats::layout::entry_name;
-use mailvault_formats::{Catalog, CatalogEntry, Location, Mtime, Skipped};
+use mailvault_formats::{Location, Mtime, Skipped, catalog};
 use zip::write::PreparedZipFile;
 
 use super::plan::{Action, BackupPlan};
@@ -29,7 +29,7 @@ use crate::progress::Progress;
 /// Files larger than this are streamed by the writer thread.
 pub const LARGE: u64 = 16 << 20;
 /// Bytes of file content (raw plus compressed) allowed in flight at once.
-pub const BUDGET: u64 = 96 << 20;
+pub const BUDGET: u64 = 64 << 20;
 /// Files allowed in flight at once (bounds the reorder buffer for tiny files).
 const WINDOW: usize = 8192;
 
@@ -85,9 +85,23 @@ impl Budget {
 
 /// What writing produced, for the summary.
 pub(crate) struct Written {
-    pub catalog: Catalog,
+    /// `.catalog.tsv` text.
+    pub catalog: String,
+    /// Files and bytes of the backed-up state.
+    pub state_files: u64,
+    /// Bytes of the backed-up state.
+    pub state_bytes: u64,
     pub skipped: Vec<Skipped>,
     pub problems: usize,
+}
+
+/// What the catalog records of one file, kept compact: the path is the plan's.
+#[derive(Clone, Copy)]
+struct Row {
+    size: u64,
+    mtime: Mtime,
+    crc32: u32,
+    location: Location,
 }
 
 /// Writes every stored item of `plan` into `volumes` and returns the catalog.
@@ -107,12 +121,11 @@ pub(crate) fn write_items(
         .filter(|(_, i)| i.action == Action::Store)
         .map(|(n, _)| n)
         .collect();
-    let mut entries: Vec<Option<CatalogEntry>> = plan
+    let mut rows: Vec<Option<Row>> = plan
         .items
         .iter()
         .map(|i| match i.action {
-            Action::Unchanged { crc32 } => Some(CatalogEntry {
-                path: i.file.rel.clone(),
+            Action::Unchanged { crc32 } => Some(Row {
                 size: i.file.size,
                 mtime: i.file.mtime,
                 crc32,
@@ -144,7 +157,12 @@ pub(crate) fn write_items(
                         break;
                     }
                     let item = &plan.items[stored[k]];
-                    let outcome = prepare(&item.file.abs, &item.file.rel, compression, level);
+                    let outcome = prepare(
+                        &plan.install.join(&item.file.rel),
+                        &item.file.rel,
+                        compression,
+                        level,
+                    );
                     if tx.send((k, outcome)).is_err() {
                         break;
                     }
@@ -178,7 +196,7 @@ pub(crate) fn write_items(
                             .add_streamed(&entry_name(rel), file, size, mtime)
                             .map_err(|e| match e {
                                 Error::Unreadable { source, .. } => Error::Unreadable {
-                                    path: item.file.abs.clone(),
+                                    path: plan.install.join(rel),
                                     source,
                                 },
                                 e => e,
@@ -196,7 +214,7 @@ pub(crate) fn write_items(
                     Outcome::Unreadable(source) => {
                         if !skip_unreadable {
                             return Err(Error::Unreadable {
-                                path: item.file.abs.clone(),
+                                path: plan.install.join(rel),
                                 source,
                             });
                         }
@@ -211,8 +229,7 @@ pub(crate) fn write_items(
                 if let Some((size, crc32, mtime)) = done {
                     // Asked after adding: the entry may have opened a new volume.
                     let volume = volumes.volume();
-                    entries[stored[k]] = Some(CatalogEntry {
-                        path: rel.clone(),
+                    rows[stored[k]] = Some(Row {
                         size,
                         mtime,
                         crc32,
@@ -232,12 +249,37 @@ pub(crate) fn write_items(
         result
     })?;
 
-    let mut catalog = Catalog {
-        entries: entries.into_iter().flatten().collect(),
-    };
-    catalog.entries.extend(plan.deleted.iter().cloned());
+    let mut catalog = String::with_capacity(plan.items.len() * 100 + 64);
+    catalog::write_header(&mut catalog);
+    let (mut state_files, mut state_bytes) = (0, 0);
+    for (item, row) in plan.items.iter().zip(&rows) {
+        if let Some(r) = row {
+            catalog::write_row(
+                &mut catalog,
+                &item.file.rel,
+                r.size,
+                r.mtime,
+                r.crc32,
+                r.location,
+            );
+            state_files += 1;
+            state_bytes += r.size;
+        }
+    }
+    for d in &plan.deleted {
+        catalog::write_row(
+            &mut catalog,
+            &d.path,
+            d.size,
+            d.mtime,
+            d.crc32,
+            Location::Deleted,
+        );
+    }
     Ok(Written {
         catalog,
+        state_files,
+        state_bytes,
         skipped,
         problems,
     })

@@ -444,3 +444,90 @@ fn full_disk_is_a_clear_error_and_leaves_nothing_behind() {
         "no archive and no temporary left"
     );
 }
+
+#[test]
+fn a_file_that_vanishes_during_the_backup_is_listed_and_the_archive_stays_valid() {
+    let t = TestInstall::generated(3000, 5);
+    // The last mailbox in archive order; its files are read last.
+    let last = t.install().join("store/mail/d2.example.com/user003");
+    let mut victims: Vec<std::path::PathBuf> = walkdir::WalkDir::new(&last)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect();
+    victims.sort();
+    let child = bin()
+        .args(["backup", "full", "--threads", "1", "--json"])
+        .args([
+            "--install-dir",
+            t.install().to_str().unwrap(),
+            "--backup-dir",
+            t.backups().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = t.backups().join(".mailvault.lock");
+    while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // Past the scan (metadata only, milliseconds), long before the writer reaches the last mailbox.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    for v in &victims {
+        std::fs::remove_file(v).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let vanished: Vec<&str> = s["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["reason"] == "vanished")
+        .map(|k| k["path"].as_str().unwrap())
+        .collect();
+    assert!(!vanished.is_empty());
+    assert!(
+        vanished
+            .iter()
+            .all(|p| p.starts_with("store/mail/d2.example.com/user003/")),
+        "{vanished:?}"
+    );
+    let zip = &t.archives()[0];
+    assert_valid_zip(zip);
+    let cat = catalog(zip);
+    assert!(
+        vanished.iter().all(|p| !cat.contains_key(*p)),
+        "a vanished file is not in the catalog"
+    );
+    ok(&["verify", zip.to_str().unwrap()]);
+}
+
+#[test]
+fn names_that_cannot_be_archive_paths_are_skipped_and_reported() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestInstall::sample();
+    let msgs = t.path("store/mail/example.com/john/INBOX/#msgs");
+    std::fs::write(
+        msgs.join(std::ffi::OsStr::from_bytes(b"bad-\xff-name.eml")),
+        b"x",
+    )
+    .unwrap();
+    std::fs::write(msgs.join("back\\slash.eml"), b"x").unwrap();
+    let out = t.backup("full", &["--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons: Vec<&str> = s["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"not-utf8") && reasons.contains(&"unsafe-name"),
+        "{reasons:?}"
+    );
+    assert_valid_zip(&t.archives()[0]);
+}

@@ -11,3 +11,4 @@ mod schedule;
 mod util;
 mod verify;
 mod volumes;
+mod zip64;

@@ -236,3 +236,11 @@ pub fn set_mtime(path: &Path, secs: u64) {
     f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
         .unwrap();
 }
+
+/// The volume whose summary says it is the last (it holds the catalog).
+pub fn last_volume(vols: &[PathBuf]) -> PathBuf {
+    vols.iter()
+        .find(|v| entry_text(v, ".summary.txt").contains("last-volume: yes"))
+        .expect("a last volume")
+        .clone()
+}
