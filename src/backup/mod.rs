@@ -19,6 +19,7 @@ use mailvault_formats::{ArchiveKind, Skipped, VersionInfo};
 use serde::Serialize;
 
 pub use plan::{Action, BackupPlan};
+pub use scan::InstallPaths;
 pub use volume::Compression;
 
 use crate::error::{Error, Result};
@@ -54,6 +55,12 @@ pub struct BackupOptions {
     pub threads: usize,
     /// Host name recorded in `.version.txt` (`None`: this machine's).
     pub host: Option<String>,
+    /// The store, when not `<install_dir>/store` (Kerio's `-s`).
+    pub store_dir: Option<PathBuf>,
+    /// Back up only these install-relative roots (files or directories).
+    pub only: Option<Vec<String>>,
+    /// Extra `note:` lines for `.summary.txt`.
+    pub notes: Vec<String>,
 }
 
 impl BackupOptions {
@@ -73,6 +80,9 @@ impl BackupOptions {
             rotation: RotationOptions::default(),
             threads: 0,
             host: None,
+            store_dir: None,
+            only: None,
+            notes: Vec::new(),
         }
     }
 }
@@ -135,6 +145,18 @@ impl From<&Skipped> for SkippedItem {
     }
 }
 
+impl BackupOptions {
+    /// Where the install's parts are.
+    #[must_use]
+    pub fn paths(&self) -> InstallPaths {
+        let mut p = InstallPaths::new(&self.install_dir);
+        if let Some(s) = &self.store_dir {
+            p.store.clone_from(s);
+        }
+        p
+    }
+}
+
 fn check(opts: &BackupOptions) -> Result<()> {
     if opts.split_size < MIN_SPLIT {
         return Err(Error::Invalid(format!(
@@ -152,12 +174,17 @@ fn check(opts: &BackupOptions) -> Result<()> {
 pub fn plan_backup(opts: &BackupOptions, now: DateTime<Utc>) -> Result<BackupPlan> {
     check(opts)?;
     let dir = BackupDir::new(&opts.backup_dir);
-    let scan = scan::scan(&opts.install_dir, &opts.backup_dir, opts.skip_unreadable)?;
+    let scan = scan::scan(
+        &opts.paths(),
+        &opts.backup_dir,
+        opts.skip_unreadable,
+        opts.only.as_deref(),
+    )?;
     let sets = dir.sets()?;
     Ok(plan::make_plan(
         opts.kind,
         now,
-        &opts.install_dir,
+        &opts.paths(),
         scan,
         &dir,
         &sets,
@@ -179,17 +206,23 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
 
     progress.start("scanning", 0, 0);
     let now = Utc::now();
-    let scan = scan::scan(&opts.install_dir, &opts.backup_dir, opts.skip_unreadable)?;
+    let scan = scan::scan(
+        &opts.paths(),
+        &opts.backup_dir,
+        opts.skip_unreadable,
+        opts.only.as_deref(),
+    )?;
     let sets = dir.sets()?;
-    let plan = plan::make_plan(
+    let mut plan = plan::make_plan(
         opts.kind,
         now,
-        &opts.install_dir,
+        &opts.paths(),
         scan,
         &dir,
         &sets,
         opts.verify_content,
     );
+    plan.notes.extend(opts.notes.iter().cloned());
     progress.finish();
 
     let (store_files, store_bytes) = plan.to_store();

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use mailvault_formats::{ArchiveKind, ArchiveName, CatalogEntry, Location, Skipped};
 use serde::Serialize;
 
-use super::scan::{Scan, SourceFile};
+use super::scan::{InstallPaths, Scan, SourceFile};
 use crate::repo::{ArchiveSet, BackupDir, SetStatus, TEMP_PREFIX, read_info_and_catalog};
 
 /// What happens to one scanned file.
@@ -49,8 +49,8 @@ pub struct BaseRef {
 /// Everything a backup will do, computed before anything is written.
 #[derive(Debug, Clone)]
 pub struct BackupPlan {
-    /// The install directory the item paths are relative to.
-    pub install: PathBuf,
+    /// Where the install-relative item paths are.
+    pub paths: InstallPaths,
     /// Name of the first volume to write.
     pub name: ArchiveName,
     /// What was asked for.
@@ -115,7 +115,7 @@ pub(crate) fn free_name(
 pub(crate) fn make_plan(
     requested: ArchiveKind,
     now: DateTime<Utc>,
-    install: &std::path::Path,
+    paths: &InstallPaths,
     scan: Scan,
     dir: &BackupDir,
     sets: &[ArchiveSet],
@@ -203,7 +203,7 @@ pub(crate) fn make_plan(
                 items.push(PlanItem { file, action });
             }
             if verify_content {
-                recheck_content(install, &mut items, &candidates);
+                recheck_content(paths, &mut items, &candidates);
             }
             let skipped_prefixes: Vec<String> = skipped
                 .iter()
@@ -226,7 +226,7 @@ pub(crate) fn make_plan(
     }
     let name = free_name(kind, now, sets, dir);
     BackupPlan {
-        install: install.to_path_buf(),
+        paths: paths.clone(),
         name,
         requested,
         base,
@@ -240,7 +240,7 @@ pub(crate) fn make_plan(
 
 /// `--verify-content`: files whose size and mtime match the base are read and
 /// their CRC-32 compared; a mismatch makes them stored after all. Runs on all cores.
-fn recheck_content(install: &std::path::Path, items: &mut [PlanItem], candidates: &[usize]) {
+fn recheck_content(paths: &InstallPaths, items: &mut [PlanItem], candidates: &[usize]) {
     let threads = std::thread::available_parallelism().map_or(2, usize::from);
     let chunk = candidates.len().div_ceil(threads).max(1);
     let changed: Vec<usize> = std::thread::scope(|s| {
@@ -253,7 +253,7 @@ fn recheck_content(install: &std::path::Path, items: &mut [PlanItem], candidates
                         .copied()
                         .filter(|&i| match items[i].action {
                             Action::Unchanged { crc32 } => {
-                                crc_of(&install.join(&items[i].file.rel)) != Some(crc32)
+                                crc_of(&paths.abs(&items[i].file.rel)) != Some(crc32)
                             }
                             Action::Store => false,
                         })

@@ -5,9 +5,12 @@
 //! (recorded as skipped, as Kerio does). Order is deterministic (sorted by
 //! name) so that archives of the same state list entries the same way.
 //! It reads metadata only; file contents are read by the writer.
+//!
+//! A scan can be limited to some install-relative roots (`only`): the safety
+//! copy kmsrecover takes before a restore walks just what it will replace.
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mailvault_formats::layout::{
     self, CONFIG_DIRS, CONFIG_FILES, EXCLUDED_STORE_DIRS, MailboxPath,
@@ -16,6 +19,53 @@ use mailvault_formats::{Mtime, Skipped};
 use walkdir::WalkDir;
 
 use crate::error::{Error, Result};
+
+/// Where an install's parts are: the install directory, and its store
+/// (normally `<install>/store`; Kerio's `-s` can put it elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstallPaths {
+    /// Configuration files, licences, certificates.
+    pub install: PathBuf,
+    /// The message store.
+    pub store: PathBuf,
+}
+
+impl InstallPaths {
+    /// The Kerio layout under `install`.
+    pub fn new(install: impl Into<PathBuf>) -> Self {
+        let install = install.into();
+        Self {
+            store: install.join("store"),
+            install,
+        }
+    }
+
+    /// The file an install-relative path names.
+    #[must_use]
+    pub fn abs(&self, rel: &str) -> PathBuf {
+        match rel.strip_prefix("store/") {
+            Some(rest) => self.store.join(rest),
+            None if rel == "store" => self.store.clone(),
+            None => self.install.join(rel),
+        }
+    }
+
+    /// The install-relative path of a file, if it is UTF-8 and inside.
+    fn rel(&self, path: &Path) -> Option<String> {
+        let (base, prefix) = match path.strip_prefix(&self.store) {
+            Ok(r) => (r, "store"),
+            Err(_) => (path.strip_prefix(&self.install).ok()?, ""),
+        };
+        let mut s = prefix.to_string();
+        for c in base.components() {
+            if !s.is_empty() {
+                s.push('/');
+            }
+            s.push_str(c.as_os_str().to_str()?);
+        }
+        Some(s)
+    }
+}
 
 /// A file the backup will take.
 #[derive(Debug, Clone)]
@@ -41,133 +91,157 @@ pub struct Scan {
     pub problems: usize,
 }
 
-/// Scans `install`, leaving out `backup_dir` if it lies inside.
+/// Scans an install, leaving out `backup_dir` if it lies inside; with `only`,
+/// just those install-relative roots (files or directories).
 ///
 /// # Errors
 /// Not an install; an unreadable directory unless `skip_unreadable`.
-pub fn scan(install: &Path, backup_dir: &Path, skip_unreadable: bool) -> Result<Scan> {
-    if !install.join("mailserver.cfg").is_file() && !install.join("store").is_dir() {
-        return Err(Error::NotAnInstall(install.to_path_buf()));
+pub fn scan(
+    paths: &InstallPaths,
+    backup_dir: &Path,
+    skip_unreadable: bool,
+    only: Option<&[String]>,
+) -> Result<Scan> {
+    if !paths.install.join("mailserver.cfg").is_file() && !paths.store.is_dir() {
+        return Err(Error::NotAnInstall(paths.install.clone()));
     }
     let mut out = Scan::default();
-    let disabled = disabled_mailboxes(install, &mut out);
+    let disabled = disabled_mailboxes(&paths.install, &mut out);
     let backup_canon = backup_dir.canonicalize().ok();
-
-    for name in CONFIG_FILES {
-        let abs = install.join(name);
-        if let Ok(meta) = std::fs::symlink_metadata(&abs)
-            && meta.is_file()
-        {
-            out.files.push(SourceFile {
-                rel: name.into(),
-                size: meta.len(),
-                mtime: mtime_of(&meta),
-            });
+    let default_roots: Vec<String> = CONFIG_FILES
+        .iter()
+        .chain(CONFIG_DIRS.iter())
+        .chain(std::iter::once(&"store"))
+        .map(|s| (*s).to_string())
+        .collect();
+    let roots: Vec<String> = match only {
+        Some(o) => {
+            let mut r = o.to_vec();
+            r.sort();
+            r
         }
+        None => default_roots,
+    };
+    for root in &roots {
+        walk(
+            paths,
+            root,
+            backup_canon.as_deref(),
+            &disabled,
+            skip_unreadable,
+            &mut out,
+        )?;
     }
-    for dir in CONFIG_DIRS.iter().chain(std::iter::once(&"store")) {
-        let root = install.join(dir);
-        if !root.is_dir() {
-            continue;
-        }
-        let mut walker = WalkDir::new(&root)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter();
-        while let Some(entry) = walker.next() {
-            let entry = match entry {
-                Ok(e) => e,
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone());
-                    let rel =
-                        rel_string(install, &path).unwrap_or_else(|| path.display().to_string());
-                    let io = e.into_io_error();
-                    if io
-                        .as_ref()
-                        .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
-                    {
-                        out.skipped.push(Skipped {
-                            reason: "vanished".into(),
-                            path: rel,
-                        });
-                        out.problems += 1;
-                        continue;
-                    }
-                    if skip_unreadable {
-                        out.skipped.push(Skipped {
-                            reason: "unreadable".into(),
-                            path: rel,
-                        });
-                        out.problems += 1;
-                        continue;
-                    }
-                    return Err(Error::Unreadable {
-                        path,
-                        source: io.unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-                    });
-                }
-            };
-            let path = entry.path();
-            let Some(rel) = rel_string(install, path) else {
-                out.skipped.push(Skipped {
-                    reason: "not-utf8".into(),
-                    path: path.to_string_lossy().into_owned(),
-                });
-                out.problems += 1;
-                if entry.file_type().is_dir() {
-                    walker.skip_current_dir();
-                }
-                continue;
-            };
-            if entry.file_type().is_dir() {
-                if excluded_dir(&rel, path, backup_canon.as_deref()) {
-                    walker.skip_current_dir();
-                } else if let Some(m) = MailboxPath::parse(&rel).filter(|m| m.rest.is_empty())
-                    && disabled.contains(&(m.domain.to_lowercase(), m.mailbox.to_lowercase()))
+    Ok(out)
+}
+
+fn walk(
+    paths: &InstallPaths,
+    root: &str,
+    backup: Option<&Path>,
+    disabled: &HashSet<(String, String)>,
+    skip_unreadable: bool,
+    out: &mut Scan,
+) -> Result<()> {
+    let start = paths.abs(root);
+    if std::fs::symlink_metadata(&start).is_err() {
+        return Ok(());
+    }
+    let mut walker = WalkDir::new(&start)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
+    while let Some(entry) = walker.next() {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                let path = e.path().map_or_else(|| start.clone(), Path::to_path_buf);
+                let rel = paths
+                    .rel(&path)
+                    .unwrap_or_else(|| path.display().to_string());
+                let io = e.into_io_error();
+                if io
+                    .as_ref()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
                 {
-                    out.skipped.push(Skipped {
-                        reason: "disabled-user".into(),
-                        path: rel,
-                    });
-                    walker.skip_current_dir();
-                }
-                continue;
-            }
-            if !entry.file_type().is_file() {
-                out.skipped.push(Skipped {
-                    reason: "special-file".into(),
-                    path: rel,
-                });
-                continue;
-            }
-            if layout::check_relative(&rel).is_err() {
-                out.skipped.push(Skipped {
-                    reason: "unsafe-name".into(),
-                    path: rel,
-                });
-                out.problems += 1;
-                continue;
-            }
-            match entry.metadata() {
-                Ok(meta) => out.files.push(SourceFile {
-                    rel,
-                    size: meta.len(),
-                    mtime: mtime_of(&meta),
-                }),
-                Err(_) => {
                     out.skipped.push(Skipped {
                         reason: "vanished".into(),
                         path: rel,
                     });
                     out.problems += 1;
+                    continue;
                 }
+                if skip_unreadable {
+                    out.skipped.push(Skipped {
+                        reason: "unreadable".into(),
+                        path: rel,
+                    });
+                    out.problems += 1;
+                    continue;
+                }
+                return Err(Error::Unreadable {
+                    path,
+                    source: io.unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+                });
+            }
+        };
+        let path = entry.path();
+        let Some(rel) = paths.rel(path) else {
+            out.skipped.push(Skipped {
+                reason: "not-utf8".into(),
+                path: path.to_string_lossy().into_owned(),
+            });
+            out.problems += 1;
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        };
+        if entry.file_type().is_dir() {
+            if excluded_dir(&rel, path, backup) {
+                walker.skip_current_dir();
+            } else if let Some(m) = MailboxPath::parse(&rel).filter(|m| m.rest.is_empty())
+                && disabled.contains(&(m.domain.to_lowercase(), m.mailbox.to_lowercase()))
+            {
+                out.skipped.push(Skipped {
+                    reason: "disabled-user".into(),
+                    path: rel,
+                });
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            out.skipped.push(Skipped {
+                reason: "special-file".into(),
+                path: rel,
+            });
+            continue;
+        }
+        if layout::check_relative(&rel).is_err() {
+            out.skipped.push(Skipped {
+                reason: "unsafe-name".into(),
+                path: rel,
+            });
+            out.problems += 1;
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => out.files.push(SourceFile {
+                rel,
+                size: meta.len(),
+                mtime: mtime_of(&meta),
+            }),
+            Err(_) => {
+                out.skipped.push(Skipped {
+                    reason: "vanished".into(),
+                    path: rel,
+                });
+                out.problems += 1;
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn excluded_dir(rel: &str, path: &Path, backup: Option<&Path>) -> bool {
@@ -200,18 +274,6 @@ fn disabled_mailboxes(install: &Path, out: &mut Scan) -> HashSet<(String, String
             HashSet::new()
         }
     }
-}
-
-fn rel_string(install: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(install).ok()?;
-    let mut s = String::new();
-    for (i, c) in rel.components().enumerate() {
-        if i > 0 {
-            s.push('/');
-        }
-        s.push_str(c.as_os_str().to_str()?);
-    }
-    Some(s)
 }
 
 pub(crate) fn mtime_of(meta: &std::fs::Metadata) -> Mtime {

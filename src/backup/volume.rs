@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::repo::{TEMP_PREFIX, sync_dir};
 
 /// Compression of `@backup/` entries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     /// Deflate: every unzip reads it (default).

@@ -158,7 +158,7 @@ pub(crate) fn write_items(
                     }
                     let item = &plan.items[stored[k]];
                     let outcome = prepare(
-                        &plan.install.join(&item.file.rel),
+                        &plan.paths.abs(&item.file.rel),
                         &item.file.rel,
                         compression,
                         level,
@@ -196,7 +196,7 @@ pub(crate) fn write_items(
                             .add_streamed(&entry_name(rel), file, size, mtime)
                             .map_err(|e| match e {
                                 Error::Unreadable { source, .. } => Error::Unreadable {
-                                    path: plan.install.join(rel),
+                                    path: plan.paths.abs(rel),
                                     source,
                                 },
                                 e => e,
@@ -214,7 +214,7 @@ pub(crate) fn write_items(
                     Outcome::Unreadable(source) => {
                         if !skip_unreadable {
                             return Err(Error::Unreadable {
-                                path: plan.install.join(rel),
+                                path: plan.paths.abs(rel),
                                 source,
                             });
                         }

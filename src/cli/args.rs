@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use mailvault::backup::Compression;
 use mailvault_formats::ByteSize;
 
 const EXIT_CODES: &str = "\
@@ -129,6 +128,17 @@ pub enum Kind {
     Copy,
 }
 
+/// `--compression` values (mapped onto the library's `Compression`).
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CompressionArg {
+    /// Deflate: every unzip reads it.
+    Deflate,
+    /// Zstandard: Info-ZIP unzip cannot read it (7-Zip can).
+    Zstd,
+    /// No compression.
+    Store,
+}
+
 /// `mailvault backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
@@ -145,8 +155,8 @@ pub struct BackupArgs {
     #[arg(long, default_value = "2G")]
     pub split_size: ByteSize,
     /// Compression of the backed-up files (deflate: every unzip reads it).
-    #[arg(long, value_enum, default_value_t = Compression::Deflate)]
-    pub compression: Compression,
+    #[arg(long, value_enum, default_value_t = CompressionArg::Deflate)]
+    pub compression: CompressionArg,
     /// Compression level (deflate 0-9, default 6; zstd 1-22, default 3).
     #[arg(long)]
     pub level: Option<i64>,

@@ -10,7 +10,7 @@ use mailvault::schedule::{self, Schedules};
 use mailvault::{chain, sample, verify};
 use mailvault_formats::{ArchiveKind, ByteSize};
 
-use super::args::{BackupArgs, Cli, Command, Kind, RotationArgs, ScheduleCommand};
+use super::args::{BackupArgs, Cli, Command, CompressionArg, Kind, RotationArgs, ScheduleCommand};
 use super::printer;
 use super::progress::Drawer;
 
@@ -131,7 +131,11 @@ fn backup(a: BackupArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         opts.backup_dir = d;
     }
     opts.split_size = a.split_size.0;
-    opts.compression = a.compression;
+    opts.compression = match a.compression {
+        CompressionArg::Deflate => backup::Compression::Deflate,
+        CompressionArg::Zstd => backup::Compression::Zstd,
+        CompressionArg::Store => backup::Compression::Store,
+    };
     opts.level = a.level;
     opts.verify_content = a.verify_content;
     opts.skip_unreadable = a.skip_unreadable;
