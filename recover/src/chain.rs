@@ -339,6 +339,13 @@ fn check_entries(
     src: &dyn ArchiveSource,
     vol: &str,
 ) -> Result<()> {
+    if zip.has_duplicate_names() {
+        return Err(Error::Hostile {
+            archive: src.describe(vol),
+            entry: "(central directory)".into(),
+            reason: "duplicate entry names".into(),
+        });
+    }
     let mut seen = HashSet::new();
     for i in 0..zip.len() {
         let f = zip.by_index_raw(i).map_err(|e| Error::Damaged {

@@ -220,8 +220,10 @@ impl Selection {
                 roots.push(root);
             }
             (None, None) => {
+                let explicit = req.mask.is_some();
                 let parts = req.mask.clone().unwrap_or_else(|| Part::ALL.to_vec());
                 for p in parts {
+                    let before = roots.len();
                     match p {
                         Part::Cfg => {
                             roots.extend(layout::CONFIG_FILES.iter().map(|s| (*s).to_string()))
@@ -242,6 +244,22 @@ impl Selection {
                         Part::Sslcert => roots.push("sslcert".into()),
                         Part::Spam => roots.push("store/spamassassin".into()),
                     }
+                    // A part the backup does not hold (Kerio 6.x archives have no license/
+                    // or sslcert/) is left alone: restoring "nothing" must not delete it.
+                    let added: Vec<String> = roots.split_off(before);
+                    let (held, absent): (Vec<String>, Vec<String>) = added
+                        .into_iter()
+                        .partition(|r| in_backup(r) || in_backup(&format!("{r}/")));
+                    if explicit && held.is_empty() {
+                        return Err(Error::Request(
+                            format!(
+                                "the backup holds nothing for mask part `{p:?}` ({})",
+                                absent.join(", ")
+                            )
+                            .to_lowercase(),
+                        ));
+                    }
+                    roots.extend(held);
                 }
             }
         }

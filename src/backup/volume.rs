@@ -4,7 +4,7 @@
 //! current one past the split size; an entry larger than the split size goes
 //! alone into a volume of its own (which is then larger than the split size).
 //! Volumes are written under temporary names and only renamed by
-//! [`VolumeWriter::commit`] once all are complete and fsynced; dropping an
+//! `Finished::commit` once all are complete and fsynced; dropping an
 //! uncommitted writer removes its temporaries.
 
 use std::fs::File;

@@ -1,5 +1,5 @@
 //! Carries out a [`BackupPlan`]: reads and compresses files on all cores,
-//! writes them in plan order through the [`VolumeWriter`], and builds the
+//! writes them in plan order through the `VolumeWriter`, and builds the
 //! catalog from what was actually stored (the CRC-32 and size recorded are
 //! always those of the bytes stored, even if a file changed meanwhile).
 //!

@@ -230,10 +230,11 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let live = a.into.is_none() && a.as_folder.is_none();
-    if live && !a.force {
-        if let Some(why) = server_running(a.running_check.as_deref())? {
-            return Err(mailvault_recover::Error::ServerRunning(why).into());
-        }
+    if live
+        && !a.force
+        && let Some(why) = server_running(a.running_check.as_deref())?
+    {
+        return Err(mailvault_recover::Error::ServerRunning(why).into());
     }
     let t0 = std::time::Instant::now();
     let mut safety: Option<String> = None;
@@ -356,13 +357,13 @@ fn server_running(check: Option<&str>) -> anyhow::Result<Option<String>> {
         return Ok(st.success().then(|| format!("`{cmd}` says so")));
     }
     for e in std::fs::read_dir("/proc")?.flatten() {
-        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
-            if comm.trim() == "mailserver" {
-                return Ok(Some(format!(
-                    "process `mailserver`, pid {}",
-                    e.file_name().to_string_lossy()
-                )));
-            }
+        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm"))
+            && comm.trim() == "mailserver"
+        {
+            return Ok(Some(format!(
+                "process `mailserver`, pid {}",
+                e.file_name().to_string_lossy()
+            )));
         }
     }
     Ok(None)

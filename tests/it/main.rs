@@ -6,6 +6,8 @@
 mod backup;
 mod cli;
 mod crash;
+mod hostile;
+mod recover;
 mod rotation;
 mod schedule;
 mod util;

@@ -244,3 +244,57 @@ pub fn last_volume(vols: &[PathBuf]) -> PathBuf {
         .expect("a last volume")
         .clone()
 }
+
+pub fn kms(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kmsrecover"))
+        .args(args)
+        .output()
+        .expect("run kmsrecover")
+}
+
+pub fn kms_ok(args: &[&str]) -> Output {
+    let out = kms(args);
+    assert!(
+        out.status.success(),
+        "kmsrecover {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Every regular file under `root` with its content and mtime.
+pub fn snapshot(root: &Path) -> BTreeMap<String, (Vec<u8>, std::time::SystemTime)> {
+    let mut m = BTreeMap::new();
+    for e in walkdir::WalkDir::new(root) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let rel = e
+                .path()
+                .strip_prefix(root)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            m.insert(
+                rel,
+                (
+                    std::fs::read(e.path()).unwrap(),
+                    e.metadata().unwrap().modified().unwrap(),
+                ),
+            );
+        }
+    }
+    m
+}
+
+/// Copies a directory tree with `cp -a` (keeps mtimes).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
