@@ -38,6 +38,26 @@ pub struct ApplyOptions {
     pub salvage: bool,
 }
 
+/// Receives restore progress; the caller decides how to draw it.
+pub trait Progress {
+    /// A phase starts with these totals.
+    fn start(&self, phase: &str, files: u64, bytes: u64);
+    /// More files and bytes are done.
+    fn inc(&self, files: u64, bytes: u64);
+    /// The phase ended.
+    fn finish(&self);
+}
+
+/// Draws nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: &str, _: u64, _: u64) {}
+    fn inc(&self, _: u64, _: u64) {}
+    fn finish(&self) {}
+}
+
 /// A file that could not be restored (with `--salvage`).
 #[derive(Debug, Clone, Serialize)]
 pub struct NotRestored {
@@ -100,6 +120,7 @@ pub fn apply(
     chain: &Chain,
     plan: &RestorePlan,
     opts: ApplyOptions,
+    progress: &dyn Progress,
     before_swap: &mut dyn FnMut(&RestorePlan) -> Result<()>,
 ) -> Result<ApplySummary> {
     let mut summary = ApplySummary {
@@ -139,6 +160,7 @@ pub fn apply(
             None => w.dest.clone(),
         }
     };
+    progress.start("restoring", plan.writes.len() as u64, plan.bytes);
     let mut by_volume: BTreeMap<(u8, u32), Vec<&Write>> = BTreeMap::new();
     for w in &plan.writes {
         by_volume.entry((w.set, w.volume)).or_default().push(w);
@@ -181,6 +203,7 @@ pub fn apply(
                 Ok(()) => {
                     summary.written += 1;
                     summary.bytes += w.size;
+                    progress.inc(1, w.size);
                 }
                 Err(e) if opts.salvage => {
                     let _ = fs::remove_file(&target);
@@ -197,6 +220,23 @@ pub fn apply(
                     remove_leftovers(&plan.roots)?;
                     return Err(e);
                 }
+            }
+        }
+    }
+
+    progress.finish();
+    // A folder that could not be restored whole gets its index rebuilt the
+    // Kerio way: index.fld renamed to index.bad. Folders restored whole keep
+    // the index.fld from the archive.
+    for n in &summary.not_restored {
+        if let Some((folder, _)) = n.path.split_once("/#msgs/")
+            && let Some(w) = plan.writes.iter().find(|w| w.rel == n.path)
+        {
+            let staged_msg = staged(w);
+            let depth = n.path[folder.len()..].matches('/').count();
+            let staged_folder = staged_msg.ancestors().nth(depth).map(Path::to_path_buf);
+            if let Some(f) = staged_folder {
+                let _ = fs::rename(f.join("index.fld"), f.join("index.bad"));
             }
         }
     }

@@ -213,11 +213,12 @@ fn group(names: Vec<String>) -> BTreeMap<ArchiveName, BTreeMap<u32, String>> {
     sets
 }
 
-/// Resolves the chain to restore.
+/// Resolves the chain to restore. With `salvage`, missing volumes other than
+/// the first are tolerated (their files are reported as not restored).
 ///
 /// # Errors
 /// No backups, a missing base or volume, damaged metadata, hostile entries.
-pub fn resolve(src: &dyn ArchiveSource, pick: Pick) -> Result<Chain> {
+pub fn resolve(src: &dyn ArchiveSource, pick: Pick, salvage: bool) -> Result<Chain> {
     let sets = group(src.list()?);
     // Leftovers of an interrupted commit (no first volume) are not backups.
     let usable: Vec<(&ArchiveName, &BTreeMap<u32, String>)> =
@@ -252,7 +253,7 @@ pub fn resolve(src: &dyn ArchiveSource, pick: Pick) -> Result<Chain> {
                 })?
         }
     };
-    let newest = load_set(src, *chosen.0, chosen.1)?;
+    let newest = load_set(src, *chosen.0, chosen.1, salvage)?;
     if newest.name.kind != ArchiveKind::Differential {
         return Ok(Chain {
             full: newest,
@@ -289,7 +290,7 @@ pub fn resolve(src: &dyn ArchiveSource, pick: Pick) -> Result<Chain> {
             place: src.describe(""),
         });
     };
-    let full = load_set(src, base, vols)?;
+    let full = load_set(src, base, vols, salvage)?;
     Ok(Chain {
         full,
         differential: Some(newest),
@@ -386,6 +387,7 @@ fn load_set(
     src: &dyn ArchiveSource,
     name: ArchiveName,
     vols: &BTreeMap<u32, String>,
+    salvage: bool,
 ) -> Result<SetMeta> {
     let first_name = &vols[&0];
     let mut first = open_volume(src, first_name)?;
@@ -418,7 +420,10 @@ fn load_set(
         Some(_) => highest + 2, // the highest present volume is not the last
         None => highest + 1,
     };
-    if let Some(missing) = (0..declared).find(|n| !vols.contains_key(n)) {
+    if let Some(missing) = (0..declared)
+        .find(|n| !vols.contains_key(n))
+        .filter(|_| !salvage)
+    {
         return Err(Error::MissingVolume {
             stem: name.stem(),
             volume: missing,

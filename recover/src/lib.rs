@@ -10,7 +10,7 @@
 //! ```no_run
 //! use mailvault_recover::{chain, plan, select, source::LocalDir};
 //! let src = LocalDir::new("/opt/kerio/mailserver/store/backup");
-//! let chain = chain::resolve(&src, chain::Pick::Newest)?;
+//! let chain = chain::resolve(&src, chain::Pick::Newest, false)?;
 //! let sel = select::Selection::new(&select::RestoreRequest { domain: Some("example.com".into()), user: Some("john".into()), ..Default::default() }, &chain)?;
 //! let targets = plan::Targets::install("/opt/kerio/mailserver");
 //! let p = plan::plan(&chain, &sel, &targets)?;

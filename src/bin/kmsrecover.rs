@@ -93,12 +93,35 @@ struct Args {
     /// Command whose exit status 0 means the mail server is running (default: look for a `mailserver` process).
     #[arg(long, value_name = "CMD")]
     running_check: Option<String>,
+    /// The mail server's pid file: running if it names a live process.
+    #[arg(long, value_name = "FILE")]
+    pid_file: Option<PathBuf>,
     /// Machine-readable output.
     #[arg(long)]
     json: bool,
     /// Print nothing but errors.
     #[arg(short, long)]
     quiet: bool,
+}
+
+// The same drawer as `mailvault`: a bar on a terminal, plain lines otherwise.
+#[path = "../cli/progress.rs"]
+#[allow(dead_code)]
+mod progress;
+
+/// Lets the restore report through the CLI's drawer.
+struct Drawing(progress::Drawer);
+
+impl apply::Progress for Drawing {
+    fn start(&self, phase: &str, files: u64, bytes: u64) {
+        mailvault::Progress::start(&self.0, phase, files, bytes);
+    }
+    fn inc(&self, files: u64, bytes: u64) {
+        mailvault::Progress::inc(&self.0, files, bytes);
+    }
+    fn finish(&self) {
+        mailvault::Progress::finish(&self.0);
+    }
 }
 
 const EXIT_SALVAGED: u8 = 3;
@@ -162,7 +185,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         (dir, Pick::Archive(file))
     };
     let src = LocalDir::new(&dir);
-    let chain = chain::resolve(&src, pick)?;
+    let chain = chain::resolve(&src, pick, a.salvage)?;
     let mask = a
         .mask
         .as_ref()
@@ -232,7 +255,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     let live = a.into.is_none() && a.as_folder.is_none();
     if live
         && !a.force
-        && let Some(why) = server_running(a.running_check.as_deref())?
+        && let Some(why) = server_running(a.running_check.as_deref(), a.pid_file.as_deref())?
     {
         return Err(mailvault_recover::Error::ServerRunning(why).into());
     }
@@ -258,11 +281,13 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         safety = Some(s);
         Ok(())
     };
+    let drawing = Drawing(progress::Drawer::new(a.quiet || a.json));
     let summary = apply::apply(
         &src,
         &chain,
         &p,
         ApplyOptions { salvage: a.salvage },
+        &drawing,
         &mut before_swap,
     )?;
     let secs = t0.elapsed().as_secs_f64();
@@ -347,8 +372,17 @@ fn safety_copy(
         .unwrap_or(s.archive))
 }
 
-/// Whether the mail server runs: `check` exits 0, or a process named `mailserver` exists.
-fn server_running(check: Option<&str>) -> anyhow::Result<Option<String>> {
+/// Whether the mail server runs: `check` exits 0, the pid file names a live
+/// process, or (by default) a process named `mailserver` exists.
+fn server_running(check: Option<&str>, pid_file: Option<&Path>) -> anyhow::Result<Option<String>> {
+    if let Some(pf) = pid_file {
+        let pid = std::fs::read_to_string(pf)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok());
+        return Ok(pid
+            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
+            .map(|p| format!("pid file `{}` names live process {p}", pf.display())));
+    }
     if let Some(cmd) = check {
         let st = std::process::Command::new("sh")
             .args(["-c", cmd])

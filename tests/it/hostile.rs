@@ -192,6 +192,62 @@ fn a_bad_crc_is_refused_then_salvaged() {
         b"live copy",
         "the damaged one keeps the live copy"
     );
+    // The folder was not restored whole: Kerio rebuilds its index.
+    assert!(
+        t.path("store/mail/example.com/john/INBOX/index.bad")
+            .is_file()
+    );
+    assert!(
+        !t.path("store/mail/example.com/john/INBOX/index.fld")
+            .exists()
+    );
+}
+
+#[test]
+fn salvage_restores_past_a_missing_volume() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &["--split-size", "64K"]);
+    let vols = t.archives();
+    let gone = vols
+        .iter()
+        .find(|p| p.to_str().unwrap().ends_with(".1.zip"))
+        .unwrap();
+    let lost: Vec<String> = entry_names(gone)
+        .into_iter()
+        .filter_map(|n| n.strip_prefix("@backup/").map(str::to_string))
+        .collect();
+    std::fs::remove_file(gone).unwrap();
+    let into = t.tmp.path().join("into");
+    let out = kms(&[
+        "--into",
+        into.to_str().unwrap(),
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("missing volume 1"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kms(&[
+        "--into",
+        into.to_str().unwrap(),
+        "--salvage",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    for l in &lost {
+        assert!(
+            stdout(&out).contains(&format!("NOT restored: {l}")),
+            "{l} not listed: {}",
+            stdout(&out)
+        );
+        assert!(!into.join(l).exists());
+    }
+    assert!(
+        into.join("users.cfg").is_file(),
+        "files of the other volumes are restored"
+    );
 }
 
 #[test]

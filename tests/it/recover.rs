@@ -403,6 +403,19 @@ fn refuses_while_the_server_runs_unless_forced() {
         "{}",
         stderr(&out)
     );
+    // A pid file naming a live process (this test's own) means running; a dead one does not.
+    let pid = t.tmp.path().join("mailserver.pid");
+    std::fs::write(&pid, std::process::id().to_string()).unwrap();
+    let out = restore(&t, &["--pid-file", pid.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("names live process"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::write(&pid, "999999999").unwrap();
+    let out = restore(&t, &["--pid-file", pid.to_str().unwrap(), "-q"]);
+    assert!(out.status.success(), "{}", stderr(&out));
     let out = restore(&t, &["--running-check", "true", "--force", "-q"]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
