@@ -18,6 +18,7 @@ for t in zip unzip /usr/bin/time; do
 done
 cargo build --release -q
 MV=$PWD/target/release/mailvault
+KMS=$PWD/target/release/kmsrecover
 mkdir -p "$WORK"
 OUT=$WORK/results.md
 
@@ -46,6 +47,19 @@ run zip-6 sh -c "cd '$store' && zip -qr -6 '$WORK/zip.zip' mailserver.cfg users.
 zip_s=$secs; zip_rss=$rss; zip_size=$(stat -c %s "$WORK/zip.zip")
 run mailvault-full "$MV" backup full -q --install-dir "$store" --backup-dir "$WORK/mv"
 mv_s=$secs; mv_rss=$rss; mv_size=$(stat -c %s "$WORK"/mv/F*.zip)
+
+echo "==> restore: kmsrecover vs unzip -q of the same full archive, and one user of $((5 * 20))"
+full_zip=$(ls "$WORK"/mv/F*.zip)
+rm -rf "$WORK"/r-*
+run unzip-q unzip -q "$full_zip" -d "$WORK/r-unzip"
+u_s=$secs; u_rss=$rss
+rm -rf "$WORK/r-unzip"
+run kmsrecover-full "$KMS" --into "$WORK/r-full" -q "$full_zip"
+rf_s=$secs; rf_rss=$rss
+rm -rf "$WORK/r-full"
+run kmsrecover-one-user "$KMS" --into "$WORK/r-user" -d d1.example.com -u user001 -q "$full_zip"
+ru_s=$secs; ru_rss=$rss; ru_bytes=$(du -sb "$WORK/r-user" | cut -f1)
+rm -rf "$WORK"/r-*
 
 echo "==> differential after changing 1% of the messages"
 find "$store/store/mail" -name '*.eml' | sort | awk 'NR % 100 == 0' | while read -r f; do printf 'X-Bench: changed\r\n' | cat - "$f" > "$f.new" && mv "$f.new" "$f"; done
@@ -87,6 +101,15 @@ pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f%%", 100*a/b}'; }
   echo "- full backup speed vs zip -6: **$(ratio "$zip_s" "$mv_s")x** (target >= 1.8x)"
   echo "- full backup size vs zip -6: **$(pct "$mv_size" "$zip_size")** (target <= 101%)"
   echo "- differential time vs full: **$(pct "$d_s" "$mv_s")** (target <= 5%)"
+  echo
+  echo "| restore of the full archive | time | peak RSS |"
+  echo "|---|---|---|"
+  echo "| unzip -q | $u_s s | $((u_rss / 1024)) MiB |"
+  echo "| kmsrecover --into (everything) | $rf_s s | $((rf_rss / 1024)) MiB |"
+  echo "| kmsrecover --into -d d1.example.com -u user001 ($(pct "$ru_bytes" "$bytes") of the data) | $ru_s s | $((ru_rss / 1024)) MiB |"
+  echo
+  echo "- full restore speed vs unzip -q: **$(ratio "$u_s" "$rf_s")x** (target >= 1x)"
+  echo "- one-user restore time vs full restore: **$(pct "$ru_s" "$rf_s")** (target <= 5%)"
   if [ -n "$big_line" ]; then
     echo
     echo "| 200,000-file run | time | throughput | peak RSS |"

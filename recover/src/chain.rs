@@ -9,7 +9,7 @@
 //! the archive's entries, and a differential without a catalog is laid over
 //! its base.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use chrono::{DateTime, Utc};
@@ -336,7 +336,7 @@ fn read_small(
 /// restore: absolute or `..` paths, drive letters, backslashes, symlinks,
 /// names that are not UTF-8, duplicates.
 fn check_entries(
-    zip: &mut zip::ZipArchive<Box<dyn ReadSeek>>,
+    zip: &zip::ZipArchive<Box<dyn ReadSeek>>,
     src: &dyn ArchiveSource,
     vol: &str,
 ) -> Result<()> {
@@ -347,9 +347,8 @@ fn check_entries(
             reason: "duplicate entry names".into(),
         });
     }
-    let mut seen = HashSet::new();
     for i in 0..zip.len() {
-        let f = zip.by_index_raw(i).map_err(|e| Error::Damaged {
+        let f = zip.by_index_data(i).map_err(|e| Error::Damaged {
             archive: src.describe(vol),
             reason: format!("entry #{i}: {e}"),
         })?;
@@ -364,9 +363,6 @@ fn check_entries(
         };
         if f.is_symlink() {
             return Err(hostile("symbolic link entries are refused"));
-        }
-        if !seen.insert(name.to_string()) {
-            return Err(hostile("duplicate entry"));
         }
         if matches!(name.as_ref(), VERSION_ENTRY | SUMMARY_ENTRY | CATALOG_ENTRY) {
             continue;
