@@ -25,7 +25,7 @@ OUT=$WORK/results.md
 # run LABEL CMD...: wall seconds and peak RSS (KiB) into $secs / $rss
 run() {
   local label=$1; shift
-  sync
+  sync; sleep 2   # let writeback of the previous run settle
   /usr/bin/time -f '%e %M' -o "$WORK/time.txt" "$@" >/dev/null 2>"$WORK/$label.err" || { cat "$WORK/$label.err"; exit 1; }
   read -r secs rss < "$WORK/time.txt"
   printf '%-28s %8.2f s %8d KiB\n' "$label" "$secs" "$rss"

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample install: a full backup, a change, a
 # differential backup, the chain listed and verified, and a targeted restore
-# of one folder (John's INBOX) from the chain. Works on a scratch copy under
+# of one folder (John's INBOX) from the chain with kmsrecover. Works on a scratch copy under
 # $DEMO_DIR (default: a new temporary directory); samples/ is never modified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v unzip >/dev/null || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq; apt-get install -y -qq unzip >/dev/null; }
 cargo build --release -q
 mv=$PWD/target/release/mailvault
+kms=$PWD/target/release/kmsrecover
 work=${DEMO_DIR:-$(mktemp -d)}
 install=$work/install
 backups=$work/backups
@@ -31,18 +32,14 @@ echo "==> the chain"
 "$mv" list "$backups"
 "$mv" verify "$backups"
 
-echo "==> a user deletes John's INBOX; restore exactly that folder from the chain"
+echo "==> any unzip opens the archives"
+unzip -l "$(ls "$backups"/F*.zip | head -n 1)" | tail -n 3
+
+echo "==> a user deletes John's INBOX; restore exactly that folder from the chain (full + differential)"
 rm -rf "$inbox"
-full=$(ls "$backups"/F*.zip | head -n 1)
-diff=$(ls "$backups"/D*.zip | tail -n 1)
-restore=$work/restore
-rm -rf "$restore"
-# Any unzip opens the archives: take the folder from the full, then the newer
-# files from the differential (-o: the differential's copy wins).
-unzip -qq "$full" '@backup/store/mail/example.com/john/INBOX/*' -d "$restore"
-unzip -qq -o "$diff" '@backup/store/mail/example.com/john/INBOX/*' -d "$restore"
-mkdir -p "$(dirname "$inbox")"
-mv "$restore/@backup/store/mail/example.com/john/INBOX" "$inbox"
+"$kms" --install-dir "$install" -d example.com -u john -l "$backups"
+"$kms" --install-dir "$install" -d example.com -u john -f INBOX --dry-run "$backups"
+"$kms" --install-dir "$install" -d example.com -u john -f INBOX "$backups"
 ls "$inbox/#msgs" | wc -l | xargs echo "messages back in John's INBOX:"
 test -f "$inbox/#msgs/00000100.eml" && echo "the message that arrived after the full is back too"
 echo "demo files are in $work"

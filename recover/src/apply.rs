@@ -39,7 +39,7 @@ pub struct ApplyOptions {
 }
 
 /// Receives restore progress; the caller decides how to draw it.
-pub trait Progress {
+pub trait Progress: Sync {
     /// A phase starts with these totals.
     fn start(&self, phase: &str, files: u64, bytes: u64);
     /// More files and bytes are done.
@@ -165,6 +165,7 @@ pub fn apply(
     for w in &plan.writes {
         by_volume.entry((w.set, w.volume)).or_default().push(w);
     }
+    let threads = std::thread::available_parallelism().map_or(2, usize::from);
     for ((set, volume), writes) in by_volume {
         let meta = chain.set(set);
         let Some(vol_name) = meta.volumes.get(&volume) else {
@@ -174,6 +175,7 @@ pub fn apply(
                 name: meta.name.with_volume(volume).to_string(),
             };
             if !opts.salvage {
+                remove_leftovers(&plan.roots)?;
                 return Err(e);
             }
             summary
@@ -184,37 +186,34 @@ pub fn apply(
                 }));
             continue;
         };
-        let mut zip = match open_volume(src, vol_name) {
-            Ok(z) => z,
-            Err(e) if opts.salvage => {
-                summary
-                    .not_restored
-                    .extend(writes.iter().map(|w| NotRestored {
-                        path: w.rel.clone(),
-                        reason: e.to_string(),
-                    }));
-                continue;
-            }
-            Err(e) => return Err(e),
-        };
-        for w in writes {
-            let target = staged(w);
-            match extract(&mut zip, src, vol_name, w, &target) {
-                Ok(()) => {
-                    summary.written += 1;
-                    summary.bytes += w.size;
-                    progress.inc(1, w.size);
-                }
-                Err(e) if opts.salvage => {
-                    let _ = fs::remove_file(&target);
-                    // Keep the live file, if any, rather than lose it.
-                    if w.replace {
-                        let _ = fs::hard_link(&w.dest, &target);
-                    }
-                    summary.not_restored.push(NotRestored {
-                        path: w.rel.clone(),
-                        reason: e.to_string(),
-                    });
+        // Contiguous runs of entries per worker, each with its own reader, so
+        // every worker reads the volume front to back. Small sets stay on one thread.
+        let workers = if writes.len() < 256 { 1 } else { threads };
+        let chunk = writes.len().div_ceil(workers).max(1);
+        let results: Vec<Result<Extracted>> = std::thread::scope(|s| {
+            let handles: Vec<_> = writes
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(|| extract_run(src, vol_name, part, &staged, opts.salvage, progress))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(Error::Request(
+                            "internal: an extraction worker panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        for r in results {
+            match r {
+                Ok(x) => {
+                    summary.written += x.written;
+                    summary.bytes += x.bytes;
+                    summary.not_restored.extend(x.not_restored);
                 }
                 Err(e) => {
                     remove_leftovers(&plan.roots)?;
@@ -247,9 +246,15 @@ pub fn apply(
         return Err(e);
     }
 
-    // 3. Swap.
-    if let Some(first) = changed.first() {
-        sync_fs(&first.dest);
+    // 3. Swap. Before live data is replaced, the staged data must be on disk:
+    // otherwise a power cut right after the exchange could lose both the old
+    // and the new state. Roots placed where nothing was (--into, a deleted
+    // mailbox) replace nothing, so they need no sync.
+    if let Some(live) = changed
+        .iter()
+        .find(|r| fs::symlink_metadata(&r.dest).is_ok())
+    {
+        sync_fs(&live.dest);
     }
     for root in plan.roots.iter().filter(|r| r.changes) {
         let new = staging_path(&root.dest, "new");
@@ -271,6 +276,68 @@ pub fn apply(
     }
     summary.deleted = plan.deletes.len() as u64;
     Ok(summary)
+}
+
+/// What one extraction worker did.
+#[derive(Default)]
+struct Extracted {
+    written: u64,
+    bytes: u64,
+    not_restored: Vec<NotRestored>,
+}
+
+/// Extracts a run of entries of one volume with its own reader and buffer.
+fn extract_run(
+    src: &dyn ArchiveSource,
+    vol_name: &str,
+    writes: &[&Write],
+    staged: &(dyn Fn(&Write) -> PathBuf + Sync),
+    salvage: bool,
+    progress: &dyn Progress,
+) -> Result<Extracted> {
+    let mut out = Extracted::default();
+    let mut zip = match open_volume(src, vol_name) {
+        Ok(z) => z,
+        Err(e) if salvage => {
+            out.not_restored.extend(writes.iter().map(|w| NotRestored {
+                path: w.rel.clone(),
+                reason: e.to_string(),
+            }));
+            return Ok(out);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut made_dir: Option<PathBuf> = None;
+    for w in writes {
+        let target = staged(w);
+        if let Some(parent) = target.parent()
+            && made_dir.as_deref() != Some(parent)
+        {
+            fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+            made_dir = Some(parent.to_path_buf());
+        }
+        match extract(&mut zip, src, vol_name, w, &target, &mut buf) {
+            Ok(()) => {
+                out.written += 1;
+                out.bytes += w.size;
+                progress.inc(1, w.size);
+            }
+            Err(e) if salvage => {
+                let _ = fs::remove_file(&target);
+                // Keep the live file, if any, rather than lose it.
+                if w.replace {
+                    let _ = fs::hard_link(&w.dest, &target);
+                }
+                out.not_restored.push(NotRestored {
+                    path: w.rel.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
 }
 
 /// Mirrors `from` into `to`: directories recreated, files hard-linked when `keep` says so.
@@ -300,6 +367,7 @@ fn extract(
     vol: &str,
     w: &Write,
     target: &Path,
+    buf: &mut [u8],
 ) -> Result<()> {
     let damaged = |reason: String| Error::Damaged {
         archive: src.describe(vol),
@@ -317,15 +385,11 @@ fn extract(
     let mut entry = zip
         .by_index(idx)
         .map_err(|e| damaged(format!("entry `{name}`: {e}")))?;
-    if let Some(parent) = target.parent() {
-        fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
-    }
     let mut out = fs::File::create(target).map_err(Error::io("cannot create", target))?;
     let mut h = crc32fast::Hasher::new();
     let mut size = 0u64;
-    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = match entry.read(&mut buf) {
+        let n = match entry.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => return Err(damaged(format!("entry `{name}`: {e}"))),

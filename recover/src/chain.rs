@@ -387,7 +387,7 @@ fn load_set(
 ) -> Result<SetMeta> {
     let first_name = &vols[&0];
     let mut first = open_volume(src, first_name)?;
-    check_entries(&mut first, src, first_name)?;
+    check_entries(&first, src, first_name)?;
     let fmt = |vol: &str| {
         let a = src.describe(vol);
         move |source| Error::Format { archive: a, source }

@@ -94,3 +94,33 @@ fn plain_progress_lines_when_not_a_terminal() {
     assert!(quiet.status.success());
     assert!(stderr(&quiet).is_empty() && stdout(&quiet).is_empty());
 }
+
+#[test]
+fn a_progress_bar_on_a_terminal() {
+    // `script` gives the command a pseudo-terminal, as an admin's shell would.
+    let t = TestInstall::generated(1500, 11);
+    let cmd = format!(
+        "{} backup full --install-dir {} --backup-dir {}",
+        env!("CARGO_BIN_EXE_mailvault"),
+        t.install().display(),
+        t.backups().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        screen.contains("writing") && screen.contains("files") && screen.contains('\r'),
+        "no bar drawn: {screen:?}"
+    );
+    assert!(
+        !screen.contains("writing: done"),
+        "plain lines are for non-terminals only"
+    );
+}
