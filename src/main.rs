@@ -16,21 +16,8 @@ fn main() -> ExitCode {
     match cli::cmd::run(args) {
         Ok(code) => code,
         Err(err) => {
-            let top = err.to_string();
-            eprintln!("error: {top}");
-            // Library errors already name their source; print only causes that add something.
-            for cause in err
-                .chain()
-                .skip(1)
-                .map(|c| c.to_string())
-                .filter(|c| !top.contains(c.as_str()))
-            {
-                eprintln!("  caused by: {cause}");
-            }
+            cli::report::error(&err);
             let lib = err.downcast_ref::<mailvault::Error>();
-            if let Some(h) = lib.and_then(mailvault::Error::hint) {
-                eprintln!("hint: {h}");
-            }
             if matches!(lib, Some(mailvault::Error::Locked { .. })) {
                 ExitCode::from(EXIT_LOCKED)
             } else {

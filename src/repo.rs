@@ -312,37 +312,56 @@ fn format_err(path: &Path) -> impl FnOnce(mailvault_formats::Error) -> Error + '
     }
 }
 
+/// Reads an entry that must be there; `missing` says what its absence means.
+fn required<R: Read + std::io::Seek>(
+    zip: &mut zip::ZipArchive<R>,
+    path: &Path,
+    name: &str,
+    missing: &str,
+) -> Result<Vec<u8>> {
+    read_entry(zip, path, name)?.ok_or_else(|| Error::Zip {
+        archive: path.to_path_buf(),
+        reason: format!("no `{name}` entry: {missing}"),
+    })
+}
+
 fn version_of<R: Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     path: &Path,
 ) -> Result<VersionInfo> {
-    let bytes = read_entry(zip, path, VERSION_ENTRY)?.ok_or_else(|| Error::Zip {
-        archive: path.to_path_buf(),
-        reason: format!("no `{VERSION_ENTRY}` entry: not a mailvault archive"),
-    })?;
-    VersionInfo::parse(&bytes).map_err(format_err(path))
+    VersionInfo::parse(&required(
+        zip,
+        path,
+        VERSION_ENTRY,
+        "not a mailvault archive",
+    )?)
+    .map_err(format_err(path))
 }
 
 fn summary_of<R: Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     path: &Path,
 ) -> Result<Summary> {
-    let bytes = read_entry(zip, path, SUMMARY_ENTRY)?.ok_or_else(|| Error::Zip {
-        archive: path.to_path_buf(),
-        reason: format!("no `{SUMMARY_ENTRY}` entry: the volume was not finished"),
-    })?;
-    Summary::parse(&bytes).map_err(format_err(path))
+    Summary::parse(&required(
+        zip,
+        path,
+        SUMMARY_ENTRY,
+        "the volume was not finished",
+    )?)
+    .map_err(format_err(path))
 }
 
 fn catalog_of<R: Read + std::io::Seek>(
     zip: &mut zip::ZipArchive<R>,
     path: &Path,
 ) -> Result<Catalog> {
-    let bytes = read_entry(zip, path, CATALOG_ENTRY)?.ok_or_else(|| Error::Zip {
-        archive: path.to_path_buf(),
-        reason: format!("no `{CATALOG_ENTRY}` entry in the last volume"),
-    })?;
-    Catalog::parse(&bytes).map_err(format_err(path))
+    Catalog::parse(&required(
+        zip,
+        path,
+        CATALOG_ENTRY,
+        "the last volume holds no catalog",
+    )?)
+    .map_err(format_err(path))
 }
 
 /// Reads a set's metadata and works out whether it is complete.

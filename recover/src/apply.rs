@@ -26,6 +26,7 @@ use serde::Serialize;
 use crate::chain::{Chain, open_volume};
 use crate::error::{Error, Result};
 use crate::plan::{RestorePlan, Root, Write};
+use crate::progress::Progress;
 use crate::source::ArchiveSource;
 
 /// Prefix of staging directories and files.
@@ -36,26 +37,6 @@ pub const STAGING_PREFIX: &str = ".kmsrecover-";
 pub struct ApplyOptions {
     /// Restore what is intact and list what is not, instead of stopping at the first damaged entry.
     pub salvage: bool,
-}
-
-/// Receives restore progress; the caller decides how to draw it.
-pub trait Progress: Sync {
-    /// A phase starts with these totals.
-    fn start(&self, phase: &str, files: u64, bytes: u64);
-    /// More files and bytes are done.
-    fn inc(&self, files: u64, bytes: u64);
-    /// The phase ended.
-    fn finish(&self);
-}
-
-/// Draws nothing.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&self, _: &str, _: u64, _: u64) {}
-    fn inc(&self, _: u64, _: u64) {}
-    fn finish(&self) {}
 }
 
 /// A file that could not be restored (with `--salvage`).

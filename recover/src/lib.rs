@@ -22,7 +22,9 @@ pub mod apply;
 pub mod chain;
 mod error;
 pub mod plan;
+pub mod progress;
 pub mod select;
 pub mod source;
 
 pub use error::{Error, Result};
+pub use progress::{NoProgress, Progress};

@@ -108,21 +108,8 @@ struct Args {
 #[path = "../cli/progress.rs"]
 #[allow(dead_code)]
 mod progress;
-
-/// Lets the restore report through the CLI's drawer.
-struct Drawing(progress::Drawer);
-
-impl apply::Progress for Drawing {
-    fn start(&self, phase: &str, files: u64, bytes: u64) {
-        mailvault::Progress::start(&self.0, phase, files, bytes);
-    }
-    fn inc(&self, files: u64, bytes: u64) {
-        mailvault::Progress::inc(&self.0, files, bytes);
-    }
-    fn finish(&self) {
-        mailvault::Progress::finish(&self.0);
-    }
-}
+#[path = "../cli/report.rs"]
+mod report;
 
 const EXIT_SALVAGED: u8 = 3;
 const EXIT_RUNNING: u8 = 6;
@@ -132,26 +119,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(code) => code,
         Err(err) => {
-            let top = err.to_string();
-            eprintln!("error: {top}");
-            for cause in err
-                .chain()
-                .skip(1)
-                .map(|c| c.to_string())
-                .filter(|c| !top.contains(c.as_str()))
-            {
-                eprintln!("  caused by: {cause}");
-            }
-            let hint = err
-                .downcast_ref::<mailvault_recover::Error>()
-                .and_then(mailvault_recover::Error::hint)
-                .or_else(|| {
-                    err.downcast_ref::<mailvault::Error>()
-                        .and_then(mailvault::Error::hint)
-                });
-            if let Some(h) = hint {
-                eprintln!("hint: {h}");
-            }
+            report::error(&err);
             if matches!(
                 err.downcast_ref::<mailvault_recover::Error>(),
                 Some(mailvault_recover::Error::ServerRunning(_))
@@ -281,7 +249,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         safety = Some(s);
         Ok(())
     };
-    let drawing = Drawing(progress::Drawer::new(a.quiet || a.json));
+    let drawing = progress::Drawer::new(a.quiet || a.json);
     let summary = apply::apply(
         &src,
         &chain,

@@ -6,3 +6,4 @@ pub mod args;
 pub mod cmd;
 pub mod printer;
 pub mod progress;
+pub mod report;
