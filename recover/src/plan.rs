@@ -227,3 +227,43 @@ fn walkdir(dir: &Path) -> Result<Vec<PathBuf>> {
     out.sort();
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_follow_cfgdir_store_and_rename() {
+        let mut t = Targets::install("/opt/kerio/mailserver");
+        t.store_dir = PathBuf::from("/srv/store");
+        assert_eq!(
+            t.dest("users.cfg").unwrap(),
+            Path::new("/opt/kerio/mailserver/users.cfg")
+        );
+        assert_eq!(
+            t.dest("store/mail/a/b/INBOX/x").unwrap(),
+            Path::new("/srv/store/mail/a/b/INBOX/x")
+        );
+        t.rename = Some((
+            "store/mail/a/b/INBOX".into(),
+            "store/mail/a/b/Restored".into(),
+        ));
+        assert_eq!(
+            t.dest("store/mail/a/b/INBOX/#msgs/1.eml").unwrap(),
+            Path::new("/srv/store/mail/a/b/Restored/#msgs/1.eml")
+        );
+        assert_eq!(
+            t.dest("store/mail/a/b/INBOX2/x").unwrap(),
+            Path::new("/srv/store/mail/a/b/INBOX2/x"),
+            "a prefix is a whole component"
+        );
+        for bad in [
+            "../etc/passwd",
+            "/etc/passwd",
+            "store/../../x",
+            "store/mail/a\\b",
+        ] {
+            assert!(t.dest(bad).is_err(), "{bad}");
+        }
+    }
+}

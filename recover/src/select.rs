@@ -301,3 +301,151 @@ impl Selection {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use mailvault_formats::{
+        ArchiveKind, ArchiveName, Catalog, CatalogEntry, Location, Mtime, Skipped, Summary,
+    };
+
+    use super::*;
+    use crate::chain::SetMeta;
+
+    fn chain(paths: &[&str], skipped: &[&str]) -> Chain {
+        let started = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        let entries = paths
+            .iter()
+            .map(|p| CatalogEntry {
+                path: (*p).into(),
+                size: 1,
+                mtime: Mtime::default(),
+                crc32: 0,
+                location: Location::Volume(0),
+            })
+            .collect();
+        let summary = Summary {
+            kind: ArchiveKind::Full,
+            status: "complete".into(),
+            started,
+            ended: started,
+            volume: 0,
+            last_volume: true,
+            volume_files: 0,
+            volume_bytes: 0,
+            totals: None,
+            notes: vec![],
+            skipped: skipped
+                .iter()
+                .map(|p| Skipped {
+                    reason: "disabled-user".into(),
+                    path: (*p).into(),
+                })
+                .collect(),
+        };
+        let full = SetMeta {
+            name: ArchiveName::new(ArchiveKind::Full, started),
+            volumes: BTreeMap::new(),
+            version: None,
+            summary: Some(summary),
+            catalog: Catalog { entries },
+            has_catalog: true,
+        };
+        Chain {
+            full,
+            differential: None,
+        }
+    }
+
+    const PATHS: [&str; 6] = [
+        "users.cfg",
+        "store/mail/a.cz/jan/INBOX/#msgs/00000001.eml",
+        "store/mail/a.cz/jan/Projects/2026/#msgs/00000001.eml",
+        "store/mail/a.cz/#public/News/#msgs/00000001.eml",
+        "store/mail/b.cz/jan/INBOX/#msgs/00000001.eml",
+        "store/mail/b.cz/eva/INBOX/#msgs/00000001.eml",
+    ];
+
+    #[test]
+    fn mask_words() {
+        assert_eq!(Part::parse("sslcert").unwrap(), Part::Sslcert);
+        assert_eq!(Part::parse("spamassassin").unwrap(), Part::Spam);
+        assert!(
+            Part::parse("everything")
+                .unwrap_err()
+                .to_string()
+                .contains("use cfg, mail")
+        );
+    }
+
+    #[test]
+    fn roots_for_kerio_options() {
+        let c = chain(&PATHS, &["store/mail/a.cz/old"]);
+        let req = |d: Option<&str>, u: Option<&str>, f: Option<&str>| RestoreRequest {
+            domain: d.map(Into::into),
+            user: u.map(Into::into),
+            folder: f.map(Into::into),
+            mask: None,
+        };
+        let s = Selection::new(&req(Some("a.cz"), Some("jan"), Some("Projects")), &c).unwrap();
+        assert_eq!(s.roots, ["store/mail/a.cz/jan/Projects"]);
+        assert!(s.contains("store/mail/a.cz/jan/Projects/2026/#msgs/00000001.eml"));
+        assert!(
+            !s.contains("store/mail/a.cz/jan/Projects2/x"),
+            "a root is a whole path component"
+        );
+        assert!(!s.contains("store/mail/a.cz/jan/INBOX/#msgs/00000001.eml"));
+        // -u alone works when the user is in one domain only.
+        assert_eq!(
+            Selection::new(&req(None, Some("eva"), None), &c)
+                .unwrap()
+                .roots,
+            ["store/mail/b.cz/eva"]
+        );
+        let e = Selection::new(&req(None, Some("jan"), None), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("several domains") && e.contains("a.cz") && e.contains("b.cz"),
+            "{e}"
+        );
+        assert!(
+            Selection::new(&req(None, None, Some("INBOX")), &c)
+                .unwrap_err()
+                .to_string()
+                .contains("needs -d")
+        );
+        let e = Selection::new(&req(Some("c.cz"), None, None), &c)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not in the backup") && e.contains("a.cz, b.cz"),
+            "{e}"
+        );
+        assert!(Selection::new(&req(Some("../x"), None, None), &c).is_err());
+        // Everything: parts the backup lacks are left out; skipped mailboxes are protected.
+        let all = Selection::new(&req(None, None, None), &c).unwrap();
+        assert_eq!(all.roots, ["store/mail", "users.cfg"]);
+        assert!(all.is_protected("store/mail/a.cz/old/INBOX/#msgs/00000001.eml"));
+        assert!(!all.contains("store/logs/mail.log"));
+        let lic = RestoreRequest {
+            mask: Some(vec![Part::License]),
+            ..RestoreRequest::default()
+        };
+        assert!(
+            Selection::new(&lic, &c)
+                .unwrap_err()
+                .to_string()
+                .contains("holds nothing")
+        );
+        let public = RestoreRequest {
+            mask: Some(vec![Part::Public]),
+            ..RestoreRequest::default()
+        };
+        assert_eq!(
+            Selection::new(&public, &c).unwrap().roots,
+            ["store/mail/a.cz/#public"]
+        );
+    }
+}

@@ -87,3 +87,32 @@ fn systemd_units_call_run_due() {
         "{s}"
     );
 }
+
+#[test]
+fn daemon_runs_due_schedules_in_the_foreground() {
+    let t = TestInstall::sample();
+    let cfg = t.tmp.path().join("mailvault.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "install_dir = \"{}\"\nbackup_dir = \"{}\"\n[[schedule]]\ntype = \"full\"\ncron = \"* * * * *\"\n",
+            t.install().display(),
+            t.backups().display()
+        ),
+    )
+    .unwrap();
+    let mut child = bin()
+        .args(["daemon", "-q", "--config", cfg.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while t.archives().is_empty() && start.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the daemon keeps running between slots");
+    assert_eq!(t.archives().len(), 1, "the current slot ran once");
+    assert_valid_zip(&t.archives()[0]);
+}
