@@ -107,7 +107,7 @@ pub fn scan(
     }
     let mut out = Scan::default();
     let disabled = disabled_mailboxes(&paths.install, &mut out);
-    let backup_canon = backup_dir.canonicalize().ok();
+    let backup_id = std::fs::metadata(backup_dir).ok().map(|m| file_id(&m));
     let default_roots: Vec<String> = CONFIG_FILES
         .iter()
         .chain(CONFIG_DIRS.iter())
@@ -123,10 +123,20 @@ pub fn scan(
         None => default_roots,
     };
     for root in &roots {
+        let mut units = Vec::new();
         walk(
             paths,
-            root,
-            backup_canon.as_deref(),
+            &paths.abs(root),
+            backup_id,
+            &disabled,
+            skip_unreadable,
+            &mut out,
+            Some(&mut units),
+        )?;
+        splice_units(
+            paths,
+            units,
+            backup_id,
             &disabled,
             skip_unreadable,
             &mut out,
@@ -135,15 +145,106 @@ pub fn scan(
     Ok(out)
 }
 
-fn walk(
+/// A mailbox directory whose walk is deferred to run in parallel; its files
+/// belong at `pos` in the archive order.
+struct Unit {
+    start: PathBuf,
+    pos: usize,
+}
+
+/// Walks the deferred mailboxes on all cores and splices their files in at
+/// their places, so the order is the same as a sequential walk's.
+fn splice_units(
     paths: &InstallPaths,
-    root: &str,
-    backup: Option<&Path>,
+    units: Vec<Unit>,
+    backup: Option<(u64, u64)>,
     disabled: &HashSet<(String, String)>,
     skip_unreadable: bool,
     out: &mut Scan,
 ) -> Result<()> {
-    let start = paths.abs(root);
+    if units.is_empty() {
+        return Ok(());
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .min(units.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<Scan>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(u) = units.get(i) else { break };
+                        let mut part = Scan::default();
+                        let r = walk(
+                            paths,
+                            &u.start,
+                            backup,
+                            disabled,
+                            skip_unreadable,
+                            &mut part,
+                            None,
+                        )
+                        .map(|()| part);
+                        mine.push((i, r));
+                    }
+                    mine
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    if results.len() != units.len() {
+        return Err(Error::Invalid("internal: a scan worker stopped".into()));
+    }
+    results.sort_by_key(|(i, _)| *i);
+    let before = std::mem::take(&mut out.files);
+    let mut files = Vec::with_capacity(
+        before.len()
+            + results
+                .iter()
+                .map(|(_, r)| r.as_ref().map_or(0, |p| p.files.len()))
+                .sum::<usize>(),
+    );
+    let mut taken = 0;
+    let mut rest = before.into_iter();
+    for ((_, r), u) in results.into_iter().zip(&units) {
+        let part = r?;
+        files.extend(rest.by_ref().take(u.pos - taken));
+        taken = u.pos;
+        files.extend(part.files);
+        out.skipped.extend(part.skipped);
+        out.notes.extend(part.notes);
+        out.problems += part.problems;
+    }
+    files.extend(rest);
+    out.files = files;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn file_id(m: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (m.dev(), m.ino())
+}
+
+/// Walks one tree in name order. With `units`, mailbox directories are not
+/// descended into but recorded for a parallel walk.
+fn walk(
+    paths: &InstallPaths,
+    start: &Path,
+    backup: Option<(u64, u64)>,
+    disabled: &HashSet<(String, String)>,
+    skip_unreadable: bool,
+    out: &mut Scan,
+    mut units: Option<&mut Vec<Unit>>,
+) -> Result<()> {
+    let start = start.to_path_buf();
     if std::fs::symlink_metadata(&start).is_err() {
         return Ok(());
     }
@@ -198,14 +299,25 @@ fn walk(
             continue;
         };
         if entry.file_type().is_dir() {
-            if excluded_dir(&rel, path, backup) {
+            let mailbox =
+                MailboxPath::parse(&rel).filter(|m| m.rest.is_empty() && !m.mailbox.is_empty());
+            if excluded_dir(&rel, &entry, backup) {
                 walker.skip_current_dir();
-            } else if let Some(m) = MailboxPath::parse(&rel).filter(|m| m.rest.is_empty())
+            } else if let Some(m) = mailbox
                 && disabled.contains(&(m.domain.to_lowercase(), m.mailbox.to_lowercase()))
             {
                 out.skipped.push(Skipped {
                     reason: "disabled-user".into(),
                     path: rel,
+                });
+                walker.skip_current_dir();
+            } else if mailbox.is_some()
+                && path != start
+                && let Some(units) = units.as_deref_mut()
+            {
+                units.push(Unit {
+                    start: path.to_path_buf(),
+                    pos: out.files.len(),
                 });
                 walker.skip_current_dir();
             }
@@ -244,14 +356,15 @@ fn walk(
     Ok(())
 }
 
-fn excluded_dir(rel: &str, path: &Path, backup: Option<&Path>) -> bool {
+fn excluded_dir(rel: &str, entry: &walkdir::DirEntry, backup: Option<(u64, u64)>) -> bool {
     if let Some(sub) = rel.strip_prefix("store/")
         && !sub.contains('/')
         && EXCLUDED_STORE_DIRS.contains(&sub)
     {
         return true;
     }
-    backup.is_some_and(|b| path.canonicalize().is_ok_and(|p| p == b))
+    // The backup directory, wherever it lies: same device and inode.
+    backup.is_some_and(|b| std::fs::metadata(entry.path()).is_ok_and(|m| file_id(&m) == b))
 }
 
 /// `(domain, user)` pairs, lower-cased, of users with `Account_enabled` 0.
@@ -278,4 +391,60 @@ fn disabled_mailboxes(install: &Path, out: &mut Scan) -> HashSet<(String, String
 
 pub(crate) fn mtime_of(meta: &std::fs::Metadata) -> Mtime {
     meta.modified().map(Mtime::from_system).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_mailbox_walk_keeps_the_sequential_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::write(root.join("mailserver.cfg"), b"<config/>").unwrap();
+        for d in ["a.cz", "b.cz", "c.cz"] {
+            for u in ["#public", "anna", "bob", "zed"] {
+                for f in ["INBOX", "Sent Items"] {
+                    let dir = root
+                        .join("store/mail")
+                        .join(d)
+                        .join(u)
+                        .join(f)
+                        .join("#msgs");
+                    std::fs::create_dir_all(&dir).unwrap();
+                    for i in 0..5 {
+                        std::fs::write(dir.join(format!("{i:08x}.eml")), b"x").unwrap();
+                    }
+                }
+            }
+            std::fs::write(root.join("store/mail").join(d).join("domain.dat"), b"x").unwrap();
+        }
+        std::fs::create_dir_all(root.join("store/spamassassin")).unwrap();
+        std::fs::write(root.join("store/spamassassin/bayes_toks"), b"x").unwrap();
+        let paths = InstallPaths::new(root);
+        let parallel = scan(&paths, &root.join("store/backup"), false, None).unwrap();
+        let mut sequential = Scan::default();
+        for r in [
+            "mailserver.cfg",
+            "users.cfg",
+            "license",
+            "sslca",
+            "sslcert",
+            "store",
+        ] {
+            walk(
+                &paths,
+                &paths.abs(r),
+                None,
+                &HashSet::new(),
+                false,
+                &mut sequential,
+                None,
+            )
+            .unwrap();
+        }
+        let names = |s: &Scan| s.files.iter().map(|f| f.rel.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&parallel), names(&sequential));
+        assert_eq!(parallel.files.len(), 1 + 3 * (4 * 2 * 5 + 1) + 1);
+    }
 }
