@@ -31,6 +31,9 @@ run() {
   printf '%-28s %8.2f s %8d KiB\n' "$label" "$secs" "$rss"
 }
 
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f%%", 100*a/b}'; }
+
 store=$WORK/store-$MESSAGES
 if [ ! -d "$store" ]; then
   echo "==> generating $MESSAGES messages into $store"
@@ -92,8 +95,6 @@ if [ "$BIG" = 1 ]; then
   rm -rf "$WORK/mv-big"
 fi
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", a/b}'; }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f%%", 100*a/b}'; }
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; mailvault $("$MV" --version | cut -d' ' -f2), $(zip -v | sed -n 2p | sed 's/^ *//;s/ by.*//')"
   echo
