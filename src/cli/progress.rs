@@ -96,10 +96,10 @@ impl Progress for Drawer {
                 s.totals.1.store(bytes, Ordering::Relaxed);
                 s.done.0.store(0, Ordering::Relaxed);
                 s.done.1.store(0, Ordering::Relaxed);
-                if files > 0 || bytes > 0 {
-                    eprintln!("{phase}: {files} files, {}", ByteSize(bytes));
-                } else {
-                    eprintln!("{phase}...");
+                match (files, bytes) {
+                    (0, 0) => eprintln!("{phase}..."),
+                    (0, b) => eprintln!("{phase}: {}", ByteSize(b)),
+                    (f, b) => eprintln!("{phase}: {f} files, {}", ByteSize(b)),
                 }
             }
         }
