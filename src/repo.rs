@@ -184,6 +184,49 @@ impl BackupDir {
         Ok(DirLock { _file: file })
     }
 
+    /// Takes the directory's lock shared, for readers (kmsrecover) that must
+    /// not see archives deleted under them by a rotation. Backups and
+    /// rotations take it exclusively, so each waits for the other. `None` when
+    /// the directory cannot hold a lock file (read-only backup media).
+    ///
+    /// # Errors
+    /// [`Error::Locked`] while a backup or rotation runs.
+    pub fn lock_shared(&self) -> Result<Option<DirLock>> {
+        let path = self.path.join(LOCK_FILE);
+        let file = match fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(_) => match fs::File::open(&path) {
+                Ok(f) => f,
+                Err(_) => return Ok(None),
+            },
+        };
+        match file.try_lock_shared() {
+            Ok(()) => Ok(Some(DirLock { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path)
+                    .unwrap_or_default()
+                    .lines()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                Err(Error::Locked {
+                    dir: self.path.clone(),
+                    holder: if holder.is_empty() {
+                        "holder unknown".into()
+                    } else {
+                        holder
+                    },
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => Err(Error::io("cannot lock", &path)(e)),
+        }
+    }
+
     /// Every archive set in the directory, oldest first. Files whose names are
     /// not archive names are ignored.
     ///

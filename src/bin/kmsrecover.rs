@@ -153,6 +153,8 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         (dir, Pick::Archive(file))
     };
     let src = LocalDir::new(&dir);
+    // Held to the end: no rotation deletes the chain while it is read.
+    let _lock = mailvault::repo::BackupDir::new(&dir).lock_shared()?;
     let chain = chain::resolve(&src, pick, a.salvage)?;
     let mask = a
         .mask

@@ -556,3 +556,43 @@ fn kill_9_mid_restore_leaves_each_root_old_or_new_and_a_rerun_converges() {
         assert_eq!(leftovers, 0);
     }
 }
+
+#[test]
+fn refuses_while_a_backup_holds_the_directory() {
+    let t = TestInstall::sample();
+    chain(&t, &[]);
+    // `flock` (util-linux) holds the backup directory's lock as a running backup would.
+    let lock = t.backups().join(".mailvault.lock");
+    std::fs::write(
+        &lock,
+        "pid 4242\nstarted 2026-11-23T01:00:00Z\ncommand backup full\n",
+    )
+    .unwrap();
+    let mut holder = std::process::Command::new("flock")
+        .args(["-F", "-x", lock.to_str().unwrap(), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let into = t.tmp.path().join("into");
+    let out = kms(&[
+        "--into",
+        into.to_str().unwrap(),
+        t.backups().to_str().unwrap(),
+    ]);
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("in use by another mailvault run")
+            && stderr(&out).contains("command backup full"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!into.exists());
+    kms_ok(&[
+        "--into",
+        into.to_str().unwrap(),
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+}
