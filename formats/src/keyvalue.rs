@@ -30,6 +30,13 @@ impl Fields {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
+            if line.chars().any(|c| c.is_control() && c != '\t') {
+                return Err(Error::BadLine {
+                    file,
+                    line: i + 1,
+                    reason: "control character in line".into(),
+                });
+            }
             let (k, v) = line.split_once(':').ok_or_else(|| Error::BadLine {
                 file,
                 line: i + 1,
@@ -43,9 +50,14 @@ impl Fields {
         Ok(Self(out))
     }
 
-    /// Appends a field. Values must not contain line breaks; they are replaced by spaces.
+    /// Appends a field. Control characters other than tab (line breaks
+    /// included) cannot be written; they are replaced by spaces.
     pub fn push(&mut self, key: &str, value: impl ToString) {
-        let v = value.to_string().replace(['\n', '\r'], " ");
+        let v: String = value
+            .to_string()
+            .chars()
+            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+            .collect();
         self.0.push((key.to_string(), v));
     }
 

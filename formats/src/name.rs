@@ -135,7 +135,14 @@ impl ArchiveName {
             _ => return Err(bad("must start with F, D or C")),
         };
         let time = chars.as_str();
-        if time.len() != 16 {
+        // Exactly the basic form: chrono alone would accept spaces and short fields.
+        let shape = time.len() == 16
+            && time.bytes().enumerate().all(|(i, b)| match i {
+                8 => b == b'T',
+                15 => b == b'Z',
+                _ => b.is_ascii_digit(),
+            });
+        if !shape {
             return Err(bad("time must be YYYYMMDDTHHMMSSZ"));
         }
         let naive = NaiveDateTime::parse_from_str(time, TIME_FORMAT)
@@ -213,6 +220,8 @@ mod tests {
             "F20120118T220007Z.01.zip",
             "F20120118T220007Z.zip.enc",
             "F20120118T220007Z.a.zip",
+            "D\t2026114T010000Z.zip",
+            "F2012 118T220007Z.zip",
             ".tmp.F20120118T220007Z.zip",
         ] {
             assert!(s.parse::<ArchiveName>().is_err(), "{s}");

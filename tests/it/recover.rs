@@ -596,3 +596,70 @@ fn refuses_while_a_backup_holds_the_directory() {
         t.backups().to_str().unwrap(),
     ]);
 }
+
+#[test]
+fn store_and_cfgdir_send_each_part_where_kerio_would() {
+    let t = TestInstall::sample();
+    let expected = chain(&t, &[]);
+    // Restore into a fresh layout: store data to -s, configuration, licences and certificates to -c.
+    let store = t.tmp.path().join("other-store");
+    let cfg = t.tmp.path().join("other-cfg");
+    let (s, c, b) = (store.to_str().unwrap(), cfg.to_str().unwrap(), t.backups());
+    kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-s",
+        s,
+        "-c",
+        c,
+        "-q",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(cfg.join("users.cfg")).unwrap(),
+        expected["users.cfg"].0
+    );
+    assert!(cfg.join("license/license.key").is_file() && cfg.join("sslcert/server.crt").is_file());
+    assert!(!cfg.join("store").exists(), "store data goes to -s, not -c");
+    let want = under(&expected, "store/mail/example.com/john/");
+    let got = snapshot(&store);
+    for (k, v) in want {
+        assert_eq!(got.get(k.strip_prefix("store/").unwrap()), Some(v), "{k}");
+    }
+    // The live install was not touched.
+    assert_eq!(snapshot(&t.install()), expected);
+    // A second run with a change in the -s store: replace semantics there too, with a safety copy of it.
+    std::fs::write(
+        store.join("mail/example.com/john/INBOX/#msgs/00000fff.eml"),
+        b"stray",
+    )
+    .unwrap();
+    let out = kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-s",
+        s,
+        "-c",
+        c,
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        "--json",
+        b.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["deleted"], 1);
+    assert!(
+        !store
+            .join("mail/example.com/john/INBOX/#msgs/00000fff.eml")
+            .exists()
+    );
+    let copy = v["safety_copy"].as_str().unwrap();
+    assert!(
+        entry_names(Path::new(copy))
+            .iter()
+            .any(|n| n.ends_with("INBOX/#msgs/00000fff.eml")),
+        "the safety copy holds what was removed"
+    );
+}
