@@ -66,6 +66,15 @@ fn restore(t: &TestInstall, args: &[&str]) -> std::process::Output {
     kms(&a)
 }
 
+fn restore_ok(t: &TestInstall, args: &[&str]) {
+    let out = restore(t, args);
+    assert!(
+        out.status.success(),
+        "kmsrecover {args:?}: {}",
+        stderr(&out)
+    );
+}
+
 fn under<'a>(
     m: &'a BTreeMap<String, (Vec<u8>, std::time::SystemTime)>,
     prefix: &str,
@@ -121,18 +130,10 @@ fn restoring_a_folder_touches_nothing_else() {
     let expected = chain(&t, &[]);
     wreck(&t);
     let before = snapshot(&t.install());
-    kms_ok(&[
-        "--install-dir",
-        t.install().to_str().unwrap(),
-        "-d",
-        "example.com",
-        "-u",
-        "john",
-        "-f",
-        "INBOX",
-        "-q",
-        t.backups().to_str().unwrap(),
-    ]);
+    restore_ok(
+        &t,
+        &["-d", "example.com", "-u", "john", "-f", "INBOX", "-q"],
+    );
     let after = snapshot(&t.install());
     let folder = "store/mail/example.com/john/INBOX/";
     assert_eq!(under(&after, folder), under(&expected, folder));
@@ -155,16 +156,7 @@ fn restoring_a_user_a_domain_and_a_mask() {
     let expected = chain(&t, &[]);
     wreck(&t);
     // A user deleted after the backup comes back whole.
-    kms_ok(&[
-        "--install-dir",
-        t.install().to_str().unwrap(),
-        "-d",
-        "example.com",
-        "-u",
-        "jane",
-        "-q",
-        t.backups().to_str().unwrap(),
-    ]);
+    restore_ok(&t, &["-d", "example.com", "-u", "jane", "-q"]);
     let now = snapshot(&t.install());
     assert_eq!(
         under(&now, "store/mail/example.com/jane/"),
@@ -175,28 +167,14 @@ fn restoring_a_user_a_domain_and_a_mask() {
         "john untouched"
     );
     // The whole domain firma.cz.
-    kms_ok(&[
-        "--install-dir",
-        t.install().to_str().unwrap(),
-        "-d",
-        "firma.cz",
-        "-q",
-        t.backups().to_str().unwrap(),
-    ]);
+    restore_ok(&t, &["-d", "firma.cz", "-q"]);
     let now = snapshot(&t.install());
     assert_eq!(
         under(&now, "store/mail/firma.cz/"),
         under(&expected, "store/mail/firma.cz/")
     );
     // Configuration, licence and certificates only.
-    kms_ok(&[
-        "--install-dir",
-        t.install().to_str().unwrap(),
-        "-m",
-        "cfg,license,sslca,sslcert",
-        "-q",
-        t.backups().to_str().unwrap(),
-    ]);
+    restore_ok(&t, &["-m", "cfg,license,sslca,sslcert", "-q"]);
     let now = snapshot(&t.install());
     for k in [
         "mailserver.cfg",
@@ -534,15 +512,7 @@ fn kill_9_mid_restore_leaves_each_root_old_or_new_and_a_rerun_converges() {
             mid == wrecked || mid == expected,
             "after kill at {delay} ms the domain is neither old nor new"
         );
-        kms_ok(&[
-            "--install-dir",
-            t.install().to_str().unwrap(),
-            "-d",
-            "d1.example.com",
-            "--no-safety-copy",
-            "-q",
-            t.backups().to_str().unwrap(),
-        ]);
+        restore_ok(&t, &["-d", "d1.example.com", "--no-safety-copy", "-q"]);
         let now = under(&snapshot(&t.install()), domain)
             .into_iter()
             .map(|(k, v)| (k.clone(), v.clone()))

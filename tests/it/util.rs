@@ -213,21 +213,10 @@ pub fn catalog(zip: &Path) -> BTreeMap<String, (String, u64, String)> {
 
 /// Every regular file under `root`, relative path -> content.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
-    let mut m = BTreeMap::new();
-    for e in walkdir::WalkDir::new(root) {
-        let e = e.unwrap();
-        if e.file_type().is_file() {
-            let rel = e
-                .path()
-                .strip_prefix(root)
-                .unwrap()
-                .to_str()
-                .unwrap()
-                .to_string();
-            m.insert(rel, std::fs::read(e.path()).unwrap());
-        }
-    }
-    m
+    snapshot(root)
+        .into_iter()
+        .map(|(k, (content, _))| (k, content))
+        .collect()
 }
 
 /// Sets a file's mtime to `secs` (Unix).
@@ -297,4 +286,39 @@ pub fn copy_tree(from: &Path, to: &Path) {
         .status()
         .unwrap();
     assert!(st.success());
+}
+
+/// Flips one byte in the middle of an entry's compressed data (offsets as
+/// Python's zipfile computes them).
+pub fn flip_byte_in_entry(zip: &Path, name: &str) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import zipfile,sys,struct\nz=zipfile.ZipFile(sys.argv[1]);i=z.getinfo(sys.argv[2]);f=open(sys.argv[1],'rb');f.seek(i.header_offset);h=f.read(30);n,e=struct.unpack('<HH',h[26:30]);print(i.header_offset+30+n+e+i.compress_size//2)",
+            zip.to_str().unwrap(),
+            name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let at: u64 = String::from_utf8(out.stdout)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let mut f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(zip)
+        .unwrap();
+    let mut b = [0u8];
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.read_exact(&mut b).unwrap();
+    f.seek(SeekFrom::Start(at)).unwrap();
+    f.write_all(&[b[0] ^ 0x55]).unwrap();
 }
