@@ -531,3 +531,44 @@ fn names_that_cannot_be_archive_paths_are_skipped_and_reported() {
     );
     assert_valid_zip(&t.archives()[0]);
 }
+
+#[test]
+fn zstd_and_store_compression_round_trip() {
+    for (method, zip_method) in [("zstd", 93), ("store", 0)] {
+        let t = TestInstall::sample();
+        t.backup_ok("full", &["--compression", method]);
+        let zip = &t.archives()[0];
+        // Info-ZIP unzip 6.0 cannot read zstd; 7-Zip can (documented).
+        let out = std::process::Command::new("7z")
+            .args(["t", "-bso0", "-bsp0"])
+            .arg(zip)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "7z rejects the {method} archive");
+        if method == "store" {
+            assert_valid_zip(zip);
+        }
+        let methods = std::process::Command::new("python3")
+            .args(["-c", "import zipfile,sys\nprint(sorted({i.compress_type for i in zipfile.ZipFile(sys.argv[1]).infolist() if i.filename.startswith('@backup/')}))"])
+            .arg(zip)
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&methods.stdout).trim(),
+            format!("[{zip_method}]"),
+            "{method}"
+        );
+        ok(&["verify", zip.to_str().unwrap()]);
+        let into = t.tmp.path().join("into");
+        kms_ok(&[
+            "--into",
+            into.to_str().unwrap(),
+            "-q",
+            zip.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            tree(&into.join("store/mail/example.com/john")),
+            tree(&t.path("store/mail/example.com/john"))
+        );
+    }
+}
