@@ -51,6 +51,12 @@ zip_s=$secs; zip_rss=$rss; zip_size=$(stat -c %s "$WORK/zip.zip")
 run mailvault-full "$MV" backup full -q --install-dir "$store" --backup-dir "$WORK/mv"
 mv_s=$secs; mv_rss=$rss; mv_size=$(stat -c %s "$WORK"/mv/F*.zip)
 
+echo "==> integrity check: mailvault verify vs unzip -t of the same archive"
+run unzip-t unzip -tqq "$(ls "$WORK"/mv/F*.zip)"
+ut_s=$secs; ut_rss=$rss
+run mailvault-verify "$MV" verify -q "$(ls "$WORK"/mv/F*.zip)"
+vf_s=$secs; vf_rss=$rss
+
 echo "==> restore: kmsrecover vs unzip -q of the same full archive, and one user of $((5 * 20))"
 full_zip=$(ls "$WORK"/mv/F*.zip)
 rm -rf "$WORK"/r-*
@@ -109,6 +115,11 @@ fi
   echo "- full backup speed vs zip -6: **$(ratio "$zip_s" "$mv_s")x** (target >= 1.8x)"
   echo "- full backup size vs zip -6: **$(pct "$mv_size" "$zip_size")** (target <= 101%)"
   echo "- differential time vs full: **$(pct "$d_s" "$mv_s")** (target <= 5%)"
+  echo
+  echo "| integrity check of the full archive | time | peak RSS |"
+  echo "|---|---|---|"
+  echo "| unzip -tqq | $ut_s s | $((ut_rss / 1024)) MiB |"
+  echo "| mailvault verify (CRCs + catalog) | $vf_s s | $((vf_rss / 1024)) MiB |"
   echo
   echo "| restore of the full archive | time | peak RSS |"
   echo "|---|---|---|"
