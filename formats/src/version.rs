@@ -30,6 +30,10 @@ pub struct VersionInfo {
     pub base: Option<String>,
     /// `volume`: 0 for the first volume, N for `.N.zip`.
     pub volume: u32,
+    /// `scope` (repeated): for a partial backup (a kmsrecover safety copy),
+    /// the install-relative roots it covers; empty for a whole install. A
+    /// restore never replaces anything outside these roots.
+    pub scope: Vec<String>,
 }
 
 impl VersionInfo {
@@ -67,6 +71,10 @@ impl VersionInfo {
             source: f.get("source").unwrap_or_default().to_string(),
             base,
             volume: f.parse_opt(FILE, "volume")?.unwrap_or(0),
+            scope: f
+                .all("scope")
+                .map(|r| crate::layout::check_relative(r).map(|()| r.to_string()))
+                .collect::<Result<_>>()?,
         })
     }
 
@@ -87,6 +95,9 @@ impl VersionInfo {
             f.push("base", b);
         }
         f.push("volume", self.volume);
+        for r in &self.scope {
+            f.push("scope", r);
+        }
         f.to_text()
     }
 }
@@ -128,6 +139,7 @@ mod tests {
             source: "/opt/kerio/mailserver".into(),
             base: None,
             volume: 2,
+            scope: Vec::new(),
         }
     }
 
@@ -146,6 +158,7 @@ mod tests {
         v.kind = ArchiveKind::Differential;
         v.requested = None;
         v.base = Some("F20261122T010000Z".into());
+        v.scope = vec!["store/mail/a.cz/jan".into(), "users.cfg".into()];
         assert_eq!(VersionInfo::parse(v.to_text().as_bytes()).unwrap(), v);
     }
 

@@ -263,6 +263,32 @@ impl Selection {
                 }
             }
         }
+        // A partial archive (a safety copy) replaces nothing outside its scope:
+        // a root above a scope root narrows to it, a root outside every scope root goes.
+        let scope = chain
+            .newest()
+            .version
+            .as_ref()
+            .map(|v| v.scope.clone())
+            .unwrap_or_default();
+        if !scope.is_empty() {
+            let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+            let asked = std::mem::take(&mut roots);
+            for r in &asked {
+                if scope.iter().any(|s| within(r, s)) {
+                    roots.push(r.clone());
+                } else {
+                    roots.extend(scope.iter().filter(|s| within(s, r)).cloned());
+                }
+            }
+            if roots.is_empty() {
+                return Err(Error::Request(format!(
+                    "this archive holds only {}: nothing of the selection ({}) is in it",
+                    scope.join(", "),
+                    asked.join(", ")
+                )));
+            }
+        }
         roots.sort();
         roots.dedup();
         // Drop roots inside other roots.

@@ -241,6 +241,7 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
             .to_string(),
         base: plan.base.as_ref().map(|b| b.stem.clone()),
         volume: 0,
+        scope: opts.only.clone().unwrap_or_default(),
     };
     let threads = if opts.threads == 0 {
         std::thread::available_parallelism().map_or(2, usize::from)

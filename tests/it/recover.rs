@@ -633,3 +633,61 @@ fn store_and_cfgdir_send_each_part_where_kerio_would() {
         "the safety copy holds what was removed"
     );
 }
+
+#[test]
+fn a_safety_copy_restored_without_a_selection_touches_only_its_scope() {
+    let t = TestInstall::sample();
+    chain(&t, &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000200.eml"),
+        b"today's mail",
+    )
+    .unwrap();
+    let out = restore(&t, &["-d", "example.com", "-u", "john", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copy = v["safety_copy"].as_str().unwrap().to_string();
+    assert!(
+        entry_text(Path::new(&copy), ".version.txt")
+            .contains("scope: store/mail/example.com/john\n")
+    );
+    let before = snapshot(&t.install());
+    // No selection: "everything" in a partial archive is its scope, nothing more.
+    kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--no-safety-copy",
+        "-q",
+        &copy,
+    ]);
+    let after = snapshot(&t.install());
+    assert_eq!(
+        after["store/mail/example.com/john/INBOX/#msgs/00000200.eml"].0,
+        b"today's mail"
+    );
+    let outside = |m: &BTreeMap<String, (Vec<u8>, std::time::SystemTime)>| {
+        m.iter()
+            .filter(|(k, _)| !k.starts_with("store/mail/example.com/john/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    assert_eq!(
+        outside(&after),
+        outside(&before),
+        "nothing outside the safety copy's scope changed"
+    );
+    // A selection outside the scope is refused, naming the scope.
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-d",
+        "firma.cz",
+        &copy,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not in the backup") || stderr(&out).contains("holds only"),
+        "{}",
+        stderr(&out)
+    );
+}
