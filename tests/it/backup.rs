@@ -65,17 +65,7 @@ fn full_of_samples_is_valid_complete_and_leaves_out_what_kerio_leaves_out() {
         .status()
         .unwrap();
     assert!(st.success());
-    let mut expected = tree(&t.install());
-    expected.retain(|k, _| {
-        ![
-            "store/logs/",
-            "store/queue/",
-            "store/tmp/",
-            "store/mail/example.com/olduser/",
-        ]
-        .iter()
-        .any(|p| k.starts_with(p))
-    });
+    let expected = backed_up(tree(&t.install()));
     assert_eq!(tree(&out.join("@backup")), expected);
     // The catalog lists exactly the backed-up files, all in volume 0.
     let cat = catalog(zip);
@@ -139,17 +129,7 @@ fn differential_stores_exactly_the_changes_and_records_deletions() {
     assert_eq!(cat[changed].0, "0");
     assert_eq!(cat["users.cfg"].0, "base");
     // The catalog's state (all but deleted rows) is exactly the install now.
-    let mut now = tree(&t.install());
-    now.retain(|k, _| {
-        ![
-            "store/logs/",
-            "store/queue/",
-            "store/tmp/",
-            "store/mail/example.com/olduser/",
-        ]
-        .iter()
-        .any(|p| k.starts_with(p))
-    });
+    let now = backed_up(tree(&t.install()));
     let state: BTreeSet<&String> = cat
         .iter()
         .filter(|(_, v)| v.0 != "deleted")
@@ -373,16 +353,11 @@ fn unreadable_file_is_named_or_skipped_on_request() {
         t.archives().is_empty(),
         "nothing under a final name after a failed backup"
     );
-    let leftovers: Vec<_> = std::fs::read_dir(t.backups())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".mailvault-tmp")
-        })
-        .collect();
-    assert!(leftovers.is_empty(), "temporaries removed on error");
+    assert_eq!(
+        count_prefixed(&t.backups(), ".mailvault-tmp"),
+        0,
+        "temporaries removed on error"
+    );
 
     let out = as_nobody(&["--skip-unreadable", "--json"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
@@ -457,18 +432,7 @@ fn a_file_that_vanishes_during_the_backup_is_listed_and_the_archive_stays_valid(
         .map(|e| e.into_path())
         .collect();
     victims.sort();
-    let child = bin()
-        .args(["backup", "full", "--threads", "1", "--json"])
-        .args([
-            "--install-dir",
-            t.install().to_str().unwrap(),
-            "--backup-dir",
-            t.backups().to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = t.spawn_backup("full", &["--threads", "1", "--json"], true);
     let lock = t.backups().join(".mailvault.lock");
     while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {
         std::thread::sleep(std::time::Duration::from_millis(2));

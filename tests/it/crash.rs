@@ -2,7 +2,6 @@
 //! leaves an incomplete file under a final name; the next run cleans up and
 //! succeeds; a second concurrent run fails naming the holder.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::util::*;
@@ -21,26 +20,11 @@ fn kill_9_at_any_moment_leaves_nothing_partial_and_the_next_run_succeeds() {
     let t = TestInstall::generated(4000, 3);
     // A small split size gives many volumes, so kills land between volumes and renames too.
     for delay_ms in [30, 120, 300, 600, 1000, 1500] {
-        let mut child = bin()
-            .args([
-                "backup",
-                "full",
-                "--split-size",
-                "5M",
-                "--threads",
-                "1",
-                "-q",
-            ])
-            .args([
-                "--install-dir",
-                t.install().to_str().unwrap(),
-                "--backup-dir",
-                t.backups().to_str().unwrap(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = t.spawn_backup(
+            "full",
+            &["--split-size", "5M", "--threads", "1", "-q"],
+            false,
+        );
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -49,17 +33,9 @@ fn kill_9_at_any_moment_leaves_nothing_partial_and_the_next_run_succeeds() {
     let before = t.archives().len();
     let s = t.backup_ok("full", &["--split-size", "5M"]);
     assert!(t.archives().len() > before);
-    let leftovers: Vec<_> = std::fs::read_dir(t.backups())
-        .unwrap()
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .starts_with(".mailvault-tmp")
-        })
-        .collect();
-    assert!(
-        leftovers.is_empty(),
+    assert_eq!(
+        count_prefixed(&t.backups(), ".mailvault-tmp"),
+        0,
         "the next run removes stale temporaries"
     );
     assert!(s["volumes"].as_array().unwrap().len() > 1);
@@ -69,18 +45,7 @@ fn kill_9_at_any_moment_leaves_nothing_partial_and_the_next_run_succeeds() {
 #[test]
 fn a_second_run_at_once_fails_naming_the_holder() {
     let t = TestInstall::generated(3000, 4);
-    let mut first = bin()
-        .args(["backup", "full", "--threads", "1", "-q"])
-        .args([
-            "--install-dir",
-            t.install().to_str().unwrap(),
-            "--backup-dir",
-            t.backups().to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = t.spawn_backup("full", &["--threads", "1", "-q"], false);
     let lock = t.backups().join(".mailvault.lock");
     let start = Instant::now();
     while !std::fs::read_to_string(&lock).is_ok_and(|s| s.contains("pid")) {

@@ -322,3 +322,54 @@ pub fn flip_byte_in_entry(zip: &Path, name: &str) {
     f.seek(SeekFrom::Start(at)).unwrap();
     f.write_all(&[b[0] ^ 0x55]).unwrap();
 }
+
+/// What a backup of the sample takes: everything but the store's logs, queue,
+/// tmp and the disabled user's mailbox.
+pub fn backed_up<V>(mut all: BTreeMap<String, V>) -> BTreeMap<String, V> {
+    all.retain(|k, _| {
+        ![
+            "store/logs/",
+            "store/queue/",
+            "store/tmp/",
+            "store/mail/example.com/olduser/",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+    });
+    all
+}
+
+/// How many entries of `dir` start with `prefix` (temporaries, staging leftovers).
+pub fn count_prefixed(dir: &Path, prefix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        .count()
+}
+
+impl TestInstall {
+    /// Starts `mailvault backup <kind>` in the background, output discarded unless piped later.
+    pub fn spawn_backup(&self, kind: &str, extra: &[&str], piped: bool) -> std::process::Child {
+        let io = || {
+            if piped {
+                std::process::Stdio::piped()
+            } else {
+                std::process::Stdio::null()
+            }
+        };
+        bin()
+            .args(["backup", kind])
+            .args(extra)
+            .args([
+                "--install-dir",
+                self.install().to_str().unwrap(),
+                "--backup-dir",
+                self.backups().to_str().unwrap(),
+            ])
+            .stdout(io())
+            .stderr(io())
+            .spawn()
+            .unwrap()
+    }
+}
