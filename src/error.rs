@@ -21,17 +21,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A repository error (the backup directory: listing, lock, commit).
+    #[error(transparent)]
+    Repo(#[from] mailvault_repo::Error),
     /// The install directory does not look like a Kerio Connect install.
-    #[error("`{0}` is not a Kerio Connect install: it has neither mailserver.cfg nor store/")]
+    #[error(
+        "`{0}` is not a Kerio Connect install: it has neither mailserver.cfg, users.cfg nor store/mail/"
+    )]
     NotAnInstall(PathBuf),
-    /// Another mailvault run holds the backup directory.
-    #[error("backup directory `{dir}` is in use by another mailvault run ({holder})")]
-    Locked {
-        /// The backup directory.
-        dir: PathBuf,
-        /// What the lock file says about the holder (pid, start time, command).
-        holder: String,
-    },
     /// A file of the store could not be read (and `--skip-unreadable` was not given).
     #[error("cannot read `{path}`: {source}")]
     Unreadable {
@@ -41,15 +38,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A mailvault file inside an archive is malformed.
-    #[error("`{archive}`: {source}")]
-    Format {
-        /// The archive volume.
-        archive: PathBuf,
-        /// What is wrong.
-        #[source]
-        source: mailvault_formats::Error,
-    },
     /// The ZIP structure of a volume is damaged or unreadable.
     #[error("`{archive}`: {reason}")]
     Zip {
@@ -57,16 +45,6 @@ pub enum Error {
         archive: PathBuf,
         /// The zip library's message.
         reason: String,
-    },
-    /// A volume of a multi-volume backup is missing.
-    #[error("backup {stem} is missing volume {volume} (`{path}`)")]
-    MissingVolume {
-        /// The backup stem.
-        stem: String,
-        /// The missing volume number.
-        volume: u32,
-        /// Where it was expected.
-        path: PathBuf,
     },
     /// Something given on the command line or in a config file is wrong.
     #[error("{0}")]
@@ -86,23 +64,26 @@ impl Error {
     #[must_use]
     pub fn hint(&self) -> Option<String> {
         Some(match self {
+            Self::Repo(e) => return e.hint(),
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 "the disk is full: free space or point --backup-dir at a larger volume; nothing was left under a final name".into()
             }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 "run mailvault as a user that may read the install and write the backup directory".into()
             }
-            Self::NotAnInstall(_) => "pass the Kerio Connect install directory with --install-dir (default /opt/kerio/mailserver)".into(),
-            Self::Locked { .. } => {
-                "wait for the other run to finish; a crashed run releases the lock by itself, so no manual unlock is ever needed".into()
-            }
+            Self::NotAnInstall(_) => "pass the Kerio Connect install directory with --install-dir (default /opt/kerio/mailserver); nothing was created".into(),
             Self::Unreadable { .. } => "fix the file's permissions, or pass --skip-unreadable to back up the rest and list it as skipped".into(),
-            Self::MissingVolume { .. } => "copy the missing volume back beside the others; without it its files cannot be read".into(),
-            Self::Zip { .. } | Self::Format { .. } => {
-                "the archive is damaged: run `mailvault verify` on the backup directory and take a new full backup".into()
+            Self::Zip { .. } => {
+                "writing the archive failed: check the backup directory's disk and run the backup again".into()
             }
             _ => return None,
         })
+    }
+
+    /// Whether another run holds the backup directory (exit code 4).
+    #[must_use]
+    pub fn is_locked(&self) -> bool {
+        matches!(self, Self::Repo(mailvault_repo::Error::Locked { .. }))
     }
 
     pub(crate) fn io(

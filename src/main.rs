@@ -17,8 +17,14 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             cli::report::error(&err);
-            let lib = err.downcast_ref::<mailvault::Error>();
-            if matches!(lib, Some(mailvault::Error::Locked { .. })) {
+            let locked = err
+                .downcast_ref::<mailvault::Error>()
+                .is_some_and(mailvault::Error::is_locked)
+                || matches!(
+                    err.downcast_ref::<mailvault_repo::Error>(),
+                    Some(mailvault_repo::Error::Locked { .. })
+                );
+            if locked {
                 ExitCode::from(EXIT_LOCKED)
             } else {
                 ExitCode::FAILURE

@@ -1,5 +1,4 @@
-//! Progress reporting: the one `Progress` trait of the workspace, defined in
-//! `mailvault-recover` (the lower crate, so restores and backups share it)
-//! and re-exported here. The engine reports counts and bytes; the CLI draws.
+//! The engine's progress reports: the one `Progress` trait of the
+//! repository layer, re-exported (the CLI's drawer implements it).
 
-pub use mailvault_recover::progress::{NoProgress, Progress};
+pub use mailvault_repo::progress::{NoProgress, Progress};

@@ -8,9 +8,12 @@
 
 use serde::Serialize;
 
-use crate::chain::{Chains, group};
+use mailvault_repo::Repository;
+use mailvault_repo::chain::{Chains, group};
+use mailvault_repo::set::{SetInfo, SetStatus};
+use mailvault_repo::storage::Lock;
+
 use crate::error::Result;
-use crate::repo::{ArchiveInfo, BackupDir, DirLock, SetStatus};
 
 /// Rotation settings.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,8 +37,8 @@ impl RotationOptions {
 pub struct Deletion {
     /// `F20261122T010000Z`.
     pub stem: String,
-    /// Volumes on disk.
-    pub volumes: Vec<std::path::PathBuf>,
+    /// Volume names.
+    pub volumes: Vec<String>,
     /// Bytes freed.
     pub bytes: u64,
     /// Why.
@@ -51,12 +54,16 @@ pub struct RotationPlan {
     pub keep: Vec<String>,
 }
 
-/// Computes the rotation of `infos`; `protect` is the stem just written.
+/// Computes the rotation of a listing's sets; `protect` is the stem just
+/// written. Leftovers and files that are not backups are not rotation's
+/// business (the lock holder's cleanup removes leftovers; foreign files stay).
 #[must_use]
-pub fn plan(infos: Vec<ArchiveInfo>, opts: RotationOptions, protect: Option<&str>) -> RotationPlan {
-    let Chains { chains, orphans } = group(infos);
+pub fn plan(infos: Vec<SetInfo>, opts: RotationOptions, protect: Option<&str>) -> RotationPlan {
+    let Chains {
+        chains, orphans, ..
+    } = group(infos);
     let mut out = RotationPlan::default();
-    let mut doomed: Vec<(ArchiveInfo, String)> = Vec::new();
+    let mut doomed: Vec<(SetInfo, String)> = Vec::new();
     let mut good_kept = 0usize;
     let mut oldest_kept = None;
     for chain in chains.iter().rev() {
@@ -111,7 +118,7 @@ pub fn plan(infos: Vec<ArchiveInfo>, opts: RotationOptions, protect: Option<&str
         .into_iter()
         .map(|(i, reason)| Deletion {
             stem: i.set.stem(),
-            bytes: i.set.size(),
+            bytes: i.bytes,
             volumes: i.set.volumes.values().cloned().collect(),
             reason,
         })
@@ -120,15 +127,15 @@ pub fn plan(infos: Vec<ArchiveInfo>, opts: RotationOptions, protect: Option<&str
     out
 }
 
-/// Deletes what the plan says, holding the directory's lock.
+/// Deletes what the plan says, holding the repository's exclusive lock.
 ///
 /// # Errors
 /// A volume cannot be deleted (what was deleted before stays deleted).
-pub fn apply(dir: &BackupDir, lock: &DirLock, plan: &RotationPlan) -> Result<()> {
-    let sets = dir.sets()?;
+pub fn apply(repo: &Repository, lock: &Lock, plan: &RotationPlan) -> Result<()> {
+    let sets = repo.sets()?;
     for d in &plan.delete {
         if let Some(set) = sets.iter().find(|s| s.stem() == d.stem) {
-            dir.delete_set(set, lock)?;
+            repo.delete_set(set, lock)?;
         }
     }
     Ok(())

@@ -14,7 +14,10 @@
 //! ```
 
 use std::fmt::Write as _;
+use std::io::BufRead;
 
+use crate::layout::RelPath;
+use crate::limits::MAX_CATALOG_ROW_BYTES;
 use crate::{Error, Result};
 
 const FILE: &str = ".catalog.tsv";
@@ -81,7 +84,7 @@ pub enum Location {
 pub struct CatalogEntry {
     /// Install-root-relative path with `/` separators (`store/mail/...`), the
     /// archive entry being `@backup/<path>`.
-    pub path: String,
+    pub path: RelPath,
     /// Size in bytes.
     pub size: u64,
     /// Modification time.
@@ -107,68 +110,87 @@ impl Catalog {
             .filter(|e| e.location != Location::Deleted)
     }
 
-    /// Parses `.catalog.tsv`.
+    /// Parses `.catalog.tsv` held in memory (no row bound: for trusted input
+    /// and tests; archive readers use [`Catalog::read`]).
     ///
     /// # Errors
     /// A missing header line or any malformed row, naming its line.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let text = std::str::from_utf8(bytes).map_err(|_| Error::BadLine {
-            file: FILE,
-            line: 1,
-            reason: "not UTF-8".into(),
-        })?;
-        let mut lines = text.lines().enumerate();
-        match lines.next() {
-            Some((_, l)) if l == MAGIC => {}
-            _ => {
-                return Err(Error::BadLine {
+        Self::read(bytes, u64::MAX)
+    }
+
+    /// Reads `.catalog.tsv` as a stream, refusing it as soon as it has more
+    /// than `max_rows` rows or a row longer than
+    /// [`MAX_CATALOG_ROW_BYTES`]: memory stays proportional to the rows
+    /// accepted, whatever the input claims. Archive readers pass a bound
+    /// derived from the archive's own entry count
+    /// ([`crate::limits::catalog_row_bound`]).
+    ///
+    /// # Errors
+    /// A missing header line, a malformed row (naming its line), too many
+    /// rows or too long a row ([`Error::TooLarge`]), or a read error of
+    /// `input` (reported as a bad line).
+    pub fn read<R: BufRead>(mut input: R, max_rows: u64) -> Result<Self> {
+        let mut line = Vec::with_capacity(256);
+        let mut entries = Vec::new();
+        let mut n = 0usize;
+        loop {
+            line.clear();
+            let got = std::io::Read::take(&mut input, MAX_CATALOG_ROW_BYTES as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .map_err(|e| Error::BadLine {
                     file: FILE,
-                    line: 1,
-                    reason: format!("expected `{MAGIC}`"),
+                    line: n + 1,
+                    reason: format!("cannot read: {e}"),
+                })?;
+            if got == 0 {
+                break;
+            }
+            n += 1;
+            if line.len() > MAX_CATALOG_ROW_BYTES {
+                return Err(Error::TooLarge {
+                    file: FILE,
+                    limit: MAX_CATALOG_ROW_BYTES as u64,
+                    unit: "bytes per row",
                 });
             }
-        }
-        let mut entries = Vec::new();
-        for (i, line) in lines {
-            if line.is_empty() || line.starts_with('#') {
+            let text = std::str::from_utf8(&line).map_err(|_| Error::BadLine {
+                file: FILE,
+                line: n,
+                reason: "not UTF-8".into(),
+            })?;
+            let text = text.strip_suffix('\n').unwrap_or(text);
+            let text = text.strip_suffix('\r').unwrap_or(text);
+            if n == 1 {
+                if text != MAGIC {
+                    return Err(Error::BadLine {
+                        file: FILE,
+                        line: 1,
+                        reason: format!("expected `{MAGIC}`"),
+                    });
+                }
                 continue;
             }
-            let bad = |reason: String| Error::BadLine {
+            if text.is_empty() || text.starts_with('#') {
+                continue;
+            }
+            if entries.len() as u64 >= max_rows {
+                return Err(Error::TooLarge {
+                    file: FILE,
+                    limit: max_rows,
+                    unit: "rows (more rows than the archive has entries)",
+                });
+            }
+            entries.push(parse_row(text, n)?);
+        }
+        if n == 0 {
+            return Err(Error::BadLine {
                 file: FILE,
-                line: i + 1,
-                reason,
-            };
-            let mut cols = line.splitn(5, '\t');
-            let (Some(crc), Some(size), Some(mtime), Some(loc), Some(path)) = (
-                cols.next(),
-                cols.next(),
-                cols.next(),
-                cols.next(),
-                cols.next(),
-            ) else {
-                return Err(bad("expected 5 tab-separated columns".into()));
-            };
-            let crc32 =
-                u32::from_str_radix(crc, 16).map_err(|_| bad(format!("bad crc32 `{crc}`")))?;
-            let size = size
-                .parse()
-                .map_err(|_| bad(format!("bad size `{size}`")))?;
-            let mtime = parse_mtime(mtime).ok_or_else(|| bad(format!("bad mtime `{mtime}`")))?;
-            let location = match loc {
-                "base" => Location::Base,
-                "deleted" => Location::Deleted,
-                n => Location::Volume(n.parse().map_err(|_| bad(format!("bad location `{n}`")))?),
-            };
-            let path = unescape(path).ok_or_else(|| bad("bad escape in path".into()))?;
-            crate::layout::check_relative(&path)?;
-            entries.push(CatalogEntry {
-                path,
-                size,
-                mtime,
-                crc32,
-                location,
+                line: 1,
+                reason: format!("expected `{MAGIC}`"),
             });
         }
+        entries.shrink_to_fit();
         Ok(Self { entries })
     }
 
@@ -219,6 +241,42 @@ pub fn write_row(
     out.push('\t');
     out.push_str(&escape(path));
     out.push('\n');
+}
+
+fn parse_row(line: &str, n: usize) -> Result<CatalogEntry> {
+    let bad = |reason: String| Error::BadLine {
+        file: FILE,
+        line: n,
+        reason,
+    };
+    let mut cols = line.splitn(5, '\t');
+    let (Some(crc), Some(size), Some(mtime), Some(loc), Some(path)) = (
+        cols.next(),
+        cols.next(),
+        cols.next(),
+        cols.next(),
+        cols.next(),
+    ) else {
+        return Err(bad("expected 5 tab-separated columns".into()));
+    };
+    let crc32 = u32::from_str_radix(crc, 16).map_err(|_| bad(format!("bad crc32 `{crc}`")))?;
+    let size = size
+        .parse()
+        .map_err(|_| bad(format!("bad size `{size}`")))?;
+    let mtime = parse_mtime(mtime).ok_or_else(|| bad(format!("bad mtime `{mtime}`")))?;
+    let location = match loc {
+        "base" => Location::Base,
+        "deleted" => Location::Deleted,
+        n => Location::Volume(n.parse().map_err(|_| bad(format!("bad location `{n}`")))?),
+    };
+    let path = unescape(path).ok_or_else(|| bad("bad escape in path".into()))?;
+    Ok(CatalogEntry {
+        path: RelPath::new(path)?,
+        size,
+        mtime,
+        crc32,
+        location,
+    })
 }
 
 fn parse_mtime(s: &str) -> Option<Mtime> {
@@ -274,7 +332,7 @@ mod tests {
         let c = Catalog {
             entries: vec![
                 CatalogEntry {
-                    path: "store/mail/a.cz/Žluťoučký/#msgs/0000000a.eml".into(),
+                    path: RelPath::new("store/mail/a.cz/Žluťoučký/#msgs/0000000a.eml").unwrap(),
                     size: 5,
                     mtime: Mtime {
                         secs: 1_795_000_000,
@@ -284,7 +342,7 @@ mod tests {
                     location: Location::Volume(2),
                 },
                 CatalogEntry {
-                    path: "store/x\ty\nw".into(),
+                    path: RelPath::new("store/x y w").unwrap(),
                     size: 0,
                     mtime: Mtime {
                         secs: -5,
@@ -294,7 +352,7 @@ mod tests {
                     location: Location::Base,
                 },
                 CatalogEntry {
-                    path: "users.cfg".into(),
+                    path: RelPath::new("users.cfg").unwrap(),
                     size: 9,
                     mtime: Mtime::default(),
                     crc32: 1,
@@ -317,6 +375,27 @@ mod tests {
             Catalog::parse(b"# mailvault catalog 1\n00000000\t1\t1.0\t0\t../etc/passwd\n").is_err()
         );
         assert!(Catalog::parse(b"nonsense\n").is_err());
+    }
+
+    #[test]
+    fn row_bound_refuses_early() {
+        let mut text = String::from("# mailvault catalog 1\n");
+        for i in 0..10 {
+            text.push_str(&format!("00000000\t1\t1.0\t0\tstore/f{i}\n"));
+        }
+        assert_eq!(
+            Catalog::read(text.as_bytes(), 10).unwrap().entries.len(),
+            10
+        );
+        let e = Catalog::read(text.as_bytes(), 9).unwrap_err().to_string();
+        assert!(e.contains("9 rows"), "{e}");
+        let long = format!(
+            "# mailvault catalog 1\n00000000\t1\t1.0\t0\t{}\n",
+            "a".repeat(20_000)
+        );
+        assert!(Catalog::read(long.as_bytes(), 10).is_err());
+        assert!(Catalog::read(&b""[..], 10).is_err());
+        assert!(Catalog::read(&b"# mailvault catalog 1\r\n"[..], 10).is_ok());
     }
 
     #[test]

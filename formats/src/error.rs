@@ -58,6 +58,16 @@ pub enum Error {
     /// A size such as `2G` that cannot be parsed.
     #[error("`{0}` is not a size: use a number with an optional K, M, G or T suffix (500M, 2G)")]
     BadSize(String),
+    /// A file larger than its bound (see [`crate::limits`]).
+    #[error("{file} is larger than the {limit} {unit} a reader accepts")]
+    TooLarge {
+        /// Which file.
+        file: &'static str,
+        /// The bound.
+        limit: u64,
+        /// `bytes` or `rows`.
+        unit: &'static str,
+    },
     /// A path that may not appear in an archive (absolute, `..`, empty part, backslash, NUL).
     #[error("unsafe archive path `{path}`: {reason}")]
     UnsafePath {

@@ -21,6 +21,7 @@ pub mod config;
 mod error;
 pub mod keyvalue;
 pub mod layout;
+pub mod limits;
 pub mod name;
 pub mod size;
 pub mod store;
@@ -29,9 +30,10 @@ pub mod version;
 
 pub use catalog::{Catalog, CatalogEntry, Location, Mtime};
 pub use error::{Error, Result};
+pub use layout::RelPath;
 pub use name::{ArchiveKind, ArchiveName};
 pub use size::ByteSize;
-pub use summary::{Skipped, Summary};
+pub use summary::{SkipReason, Skipped, Summary};
 pub use version::VersionInfo;
 
 /// Version of the archive format described in `docs/formats/archive.md`.

@@ -10,12 +10,74 @@ use crate::{ArchiveKind, Error, Result};
 
 const FILE: &str = ".summary.txt";
 
+/// Why something was left out of a backup (docs/formats/archive.md, section 4).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum SkipReason {
+    /// `disabled-user`: a temporarily disabled user's mailbox, left out as Kerio does.
+    DisabledUser,
+    /// `special-file`: a symlink, socket, FIFO or device.
+    SpecialFile,
+    /// `vanished`: deleted while the backup ran.
+    Vanished,
+    /// `unreadable`: could not be read (with `--skip-unreadable`).
+    Unreadable,
+    /// `not-utf8`: a file name that is not UTF-8.
+    NotUtf8,
+    /// `unsafe-name`: a name that cannot be a portable archive path.
+    UnsafeName,
+    /// A reason written by a newer writer: kept verbatim, treated as a problem.
+    Other(String),
+}
+
+impl SkipReason {
+    /// The token written in `.summary.txt`.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::DisabledUser => "disabled-user",
+            Self::SpecialFile => "special-file",
+            Self::Vanished => "vanished",
+            Self::Unreadable => "unreadable",
+            Self::NotUtf8 => "not-utf8",
+            Self::UnsafeName => "unsafe-name",
+            Self::Other(s) => s,
+        }
+    }
+
+    /// Reads a token; unknown tokens are kept as [`SkipReason::Other`].
+    #[must_use]
+    pub fn parse(token: &str) -> Self {
+        match token {
+            "disabled-user" => Self::DisabledUser,
+            "special-file" => Self::SpecialFile,
+            "vanished" => Self::Vanished,
+            "unreadable" => Self::Unreadable,
+            "not-utf8" => Self::NotUtf8,
+            "unsafe-name" => Self::UnsafeName,
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    /// Whether this skip is a problem (the backup exits 3) rather than policy.
+    #[must_use]
+    pub fn is_problem(&self) -> bool {
+        !matches!(self, Self::DisabledUser | Self::SpecialFile)
+    }
+}
+
+impl std::fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Something that was deliberately or unavoidably left out of the backup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skipped {
-    /// A token: `disabled-user`, `vanished`, `unreadable`, `not-utf8`, `special-file`.
-    pub reason: String,
-    /// Install-root-relative path of what was skipped.
+    /// Why.
+    pub reason: SkipReason,
+    /// Install-root-relative path of what was skipped (for `not-utf8`, the
+    /// name with undecodable bytes replaced).
     pub path: String,
 }
 
@@ -63,6 +125,9 @@ pub struct Summary {
     pub notes: Vec<String>,
     /// `skipped`: `<reason> <path>`, repeated (last volume only).
     pub skipped: Vec<Skipped>,
+    /// `skipped-more`: items left out beyond the [`crate::limits::MAX_SKIPPED_LINES`]
+    /// listed (counted, not named).
+    pub skipped_more: u64,
 }
 
 impl Summary {
@@ -95,7 +160,7 @@ impl Summary {
                 reason: "expected `<reason> <path>`".into(),
             })?;
             skipped.push(Skipped {
-                reason: reason.into(),
+                reason: SkipReason::parse(reason),
                 path: path.into(),
             });
         }
@@ -111,6 +176,7 @@ impl Summary {
             totals,
             notes: f.all("note").map(str::to_string).collect(),
             skipped,
+            skipped_more: f.parse_opt(FILE, "skipped-more")?.unwrap_or(0),
         })
     }
 
@@ -143,6 +209,9 @@ impl Summary {
         for s in &self.skipped {
             f.push("skipped", format!("{} {}", s.reason, s.path));
         }
+        if self.skipped_more > 0 {
+            f.push("skipped-more", self.skipped_more);
+        }
         f.to_text()
     }
 }
@@ -173,9 +242,10 @@ mod tests {
             }),
             notes: vec!["hello".into()],
             skipped: vec![Skipped {
-                reason: "disabled-user".into(),
+                reason: SkipReason::DisabledUser,
                 path: "store/mail/example.com/old user".into(),
             }],
+            skipped_more: 3,
         };
         let text = s.to_text();
         assert!(text.contains("skipped: disabled-user store/mail/example.com/old user\n"));

@@ -1,5 +1,6 @@
 //! The recovery library's error type: each variant names the archive,
-//! volume, entry or path concerned, and [`Error::hint`] says what to do.
+//! volume, entry or path concerned, keeps its source (repository errors
+//! whole), and [`Error::hint`] says what to do.
 
 use std::path::PathBuf;
 
@@ -7,10 +8,13 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A hard failure of a restore: the target is left as it was (or, once
-/// swapping started, each folder old or new; a re-run converges).
+/// swapping started, each root old or new; a re-run converges).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// An I/O operation on a named path failed.
+    /// A repository error (no backups, a refused archive, a lock, I/O there).
+    #[error(transparent)]
+    Repo(#[from] mailvault_repo::Error),
+    /// An I/O operation on a named path of the target failed.
     #[error("{action} `{path}`: {source}")]
     Io {
         /// What was being done.
@@ -21,62 +25,37 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// No backup to restore from.
-    #[error("no backup archives in {0}")]
-    NoBackups(String),
-    /// A differential's base full is not beside it.
-    #[error("differential {diff} needs its base full {base}, which is not in {place}")]
-    MissingBase {
-        /// The differential's stem.
-        diff: String,
-        /// The base's stem.
-        base: String,
-        /// Where it was looked for.
-        place: String,
-    },
-    /// A volume is missing.
-    #[error("backup {stem} is missing volume {volume} ({name})")]
-    MissingVolume {
-        /// Backup stem.
-        stem: String,
-        /// Volume number.
-        volume: u32,
-        /// Expected file name.
-        name: String,
-    },
-    /// An archive or one of its entries is damaged.
-    #[error("{archive}: {reason}")]
-    Damaged {
-        /// Volume (as described by the source).
-        archive: String,
-        /// What is wrong (entry, expected/got).
-        reason: String,
-    },
-    /// A malformed mailvault metadata file.
-    #[error("{archive}: {source}")]
-    Format {
-        /// Volume.
-        archive: String,
-        /// Parse error.
-        #[source]
-        source: mailvault_formats::Error,
-    },
-    /// The request does not fit the backup or the command line is inconsistent.
+    /// The options contradict each other or are malformed (exit code 2).
+    #[error("{0}")]
+    Usage(String),
+    /// The request does not fit the backup (a domain it does not hold…).
     #[error("{0}")]
     Request(String),
-    /// A target path that may not be written (hostile entry, or outside the target).
-    #[error("refused entry `{entry}` in {archive}: {reason}")]
-    Hostile {
-        /// Volume.
-        archive: String,
-        /// Entry name.
-        entry: String,
+    /// A destination path that may not be written.
+    #[error("refused destination `{path}`: {reason}")]
+    Unsafe {
+        /// The install-relative path.
+        path: String,
         /// Why.
         reason: String,
     },
+    /// An entry could not be read while staging (nothing live was changed).
+    #[error("{0}")]
+    Damaged(mailvault_repo::Problem),
     /// The mail server is running.
     #[error("the mail server is running ({0})")]
     ServerRunning(String),
+    /// Another restore works on the same install.
+    #[error("another kmsrecover is restoring into `{path}` ({holder})")]
+    Busy {
+        /// The install (or --into) directory.
+        path: PathBuf,
+        /// Who holds it.
+        holder: String,
+    },
+    /// The safety copy could not be taken (nothing was changed).
+    #[error("safety copy failed, nothing was changed: {0}")]
+    SafetyCopy(String),
 }
 
 impl Error {
@@ -84,16 +63,26 @@ impl Error {
     #[must_use]
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            Self::NoBackups(_) => "give the backup directory (default /opt/kerio/mailserver/store/backup) or an archive file".into(),
-            Self::MissingBase { .. } => "copy the base full beside the differential, or restore from the full alone".into(),
-            Self::MissingVolume { .. } => "copy the missing volume back beside the others, or use --salvage to restore what the other volumes hold".into(),
-            Self::Damaged { .. } => "use --salvage to restore what is intact, or --at to pick an older backup".into(),
+            Self::Repo(e) => return e.hint(),
+            Self::Damaged(_) => {
+                "nothing live was changed; use --salvage to restore what is intact, or --at / an archive file to pick an older backup".into()
+            }
             Self::ServerRunning(_) => "stop the mail server first (or pass --force if you know it is safe)".into(),
+            Self::Busy { .. } => "wait for the other restore to finish; a killed one releases the lock by itself".into(),
+            Self::SafetyCopy(_) => {
+                "free space where the safety copy goes (--safety-dir), or pass --no-safety-copy if you have another way back".into()
+            }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
-                "the disk is full: free space; folders already swapped are complete, run again to finish".into()
+                "the disk is full: free space and run again; roots already swapped are complete, the others untouched".into()
             }
             _ => return None,
         })
+    }
+
+    /// Whether this is a usage error (exit code 2).
+    #[must_use]
+    pub fn is_usage(&self) -> bool {
+        matches!(self, Self::Usage(_))
     }
 
     pub(crate) fn io(

@@ -1,30 +1,41 @@
-//! `mailvault-recover`: the recovery library behind `kmsrecover`.
+//! `mailvault-recover`: the restore library behind `kmsrecover`, `migrate`,
+//! the disaster-recovery restore and the web console.
 //!
-//! Primary types: [`source::ArchiveSource`] (where archives are read from),
-//! [`chain::Chain`] (a full plus at most one differential, resolved from a
-//! directory or a file, optionally at a point in time), [`select::Selection`]
-//! (Kerio's `-d/-u/-f/-m` options as path scopes), [`plan::RestorePlan`]
-//! (what will be written, replaced, deleted) and [`apply::apply`], which
-//! carries a plan out folder-atomically.
+//! A restore is two calls: [`prepare`] turns a [`RestoreRequest`] (Kerio's
+//! `-d/-u/-f/-m/-s/-c` plus `--at`, `--into`, `--as-folder`, `--salvage`)
+//! into a [`RestorePlan`] (what is written, replaced, removed, kept and
+//! why) without touching anything; [`execute()`] carries it out root by root,
+//! atomically, after the running-server check and the safety copy, and
+//! returns a [`RestoreReport`]. [`inventory()`] answers `-l`. Archives are read
+//! through `mailvault-repo`'s one reader.
 //!
 //! ```no_run
-//! use mailvault_recover::{chain, plan, select, source::LocalDir};
-//! let src = LocalDir::new("/opt/kerio/mailserver/store/backup");
-//! let chain = chain::resolve(&src, chain::Pick::Newest, false)?;
-//! let sel = select::Selection::new(&select::RestoreRequest { domain: Some("example.com".into()), user: Some("john".into()), ..Default::default() }, &chain)?;
-//! let targets = plan::Targets::install("/opt/kerio/mailserver");
-//! let p = plan::plan(&chain, &sel, &targets)?;
-//! println!("{} files to write, {} to delete", p.writes.len(), p.deletes.len());
+//! use mailvault_recover::{ExecuteOptions, NoProgress, RestoreRequest, execute, prepare};
+//! use mailvault_repo::{Repository, storage::LocalDir};
+//! let repo = Repository::new(LocalDir::new("/opt/kerio/mailserver/store/backup"));
+//! let mut req = RestoreRequest::new("/opt/kerio/mailserver");
+//! req.domain = Some("example.com".into());
+//! req.user = Some("john".into());
+//! let prepared = prepare(&repo, req)?;
+//! println!("{} files to write, {} to remove", prepared.plan.writes.len(), prepared.plan.deletes.len());
+//! let report = execute(prepared, &ExecuteOptions::default(), &NoProgress)?;
+//! assert!(report.is_complete());
 //! # Ok::<(), mailvault_recover::Error>(())
 //! ```
 
-pub mod apply;
-pub mod chain;
 mod error;
+pub mod execute;
+pub mod inventory;
 pub mod plan;
-pub mod progress;
+pub mod request;
+pub mod running;
 pub mod select;
-pub mod source;
+pub mod stage;
 
 pub use error::{Error, Result};
-pub use progress::{NoProgress, Progress};
+pub use execute::{ExecuteOptions, RestoreReport, SafetyCopier, execute};
+pub use inventory::{Inventory, inventory};
+pub use mailvault_repo::progress::{NoProgress, Progress};
+pub use plan::{Prepared, RestorePlan, prepare};
+pub use request::{Destination, Part, RestoreRequest};
+pub use running::RunningCheck;

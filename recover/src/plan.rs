@@ -1,64 +1,32 @@
-//! The restore plan: for each selected root, which files will be written
-//! (new or replacing a different one), which left alone (same size, mtime and
-//! CRC-32 already), and which deleted (present, in scope, absent from the
-//! backup). `-l`/`--dry-run` print it; [`crate::apply`] carries it out.
+//! [`prepare`]: from a request to a [`RestorePlan`], touching nothing. It
+//! resolves the chain (newest usable, `--at`, or a file), turns Kerio's
+//! options into roots, and for each root decides file by file what is
+//! written (new or replacing a different file), left alone (already as
+//! backed up), removed, or **kept**.
+//!
+//! A live file is removed only when the chain's catalogs prove it absent at
+//! backup time ([`RestoreChain::proves_absence`]). Whatever the archive
+//! cannot restore stays in place and is listed: files the backup skipped,
+//! names it cannot store (not UTF-8, backslashes, control characters),
+//! special files, and everything a salvage or a catalog-less (Kerio) archive
+//! cannot vouch for. `-l`, `--dry-run` and `--json` print the plan;
+//! [`crate::execute()`] carries it out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use mailvault_formats::layout::enclosed_path;
-use mailvault_formats::{Location, Mtime};
+use mailvault_formats::Mtime;
+use mailvault_formats::layout;
+use mailvault_repo::chain::{RestoreChain, SetRole, StateFile, Unrestorable, resolve};
+use mailvault_repo::storage::{Lock, LockMode};
+use mailvault_repo::{PassedOver, Repository};
 use serde::Serialize;
 
-use crate::chain::{Chain, StateFile};
 use crate::error::{Error, Result};
+use crate::request::RestoreRequest;
 use crate::select::Selection;
-
-/// Where restored files go (Kerio's `-c` and `-s`).
-#[derive(Debug, Clone)]
-pub struct Targets {
-    /// Configuration files, licences and certificates (`-c`, default the install dir).
-    pub cfg_dir: PathBuf,
-    /// Store data (`-s`, default `<install>/store`).
-    pub store_dir: PathBuf,
-    /// `--as-folder`: (backed-up folder root, new name) to restore a folder beside the live ones.
-    pub rename: Option<(String, String)>,
-}
-
-impl Targets {
-    /// The Kerio layout under an install directory.
-    pub fn install(dir: impl Into<PathBuf>) -> Self {
-        let dir = dir.into();
-        Self {
-            store_dir: dir.join("store"),
-            cfg_dir: dir,
-            rename: None,
-        }
-    }
-
-    /// Where an install-relative path goes. The one place archive paths become
-    /// filesystem paths (through `enclosed_path`).
-    ///
-    /// # Errors
-    /// An unsafe path.
-    pub fn dest(&self, rel: &str) -> Result<PathBuf> {
-        let mapped;
-        let rel = match &self.rename {
-            Some((from, to)) if rel == from || rel.starts_with(&format!("{from}/")) => {
-                mapped = format!("{to}{}", &rel[from.len()..]);
-                mapped.as_str()
-            }
-            _ => rel,
-        };
-        let r = match rel.strip_prefix("store/") {
-            Some(rest) => enclosed_path(&self.store_dir, rest),
-            None if rel == "store" => Ok(self.store_dir.clone()),
-            None => enclosed_path(&self.cfg_dir, rel),
-        };
-        r.map_err(|e| Error::Request(e.to_string()))
-    }
-}
+use crate::stage::is_ours;
 
 /// One file to write.
 #[derive(Debug, Clone, Serialize)]
@@ -67,24 +35,58 @@ pub struct Write {
     pub rel: String,
     /// Destination.
     pub dest: PathBuf,
-    /// 0 = the full, 1 = the differential.
-    pub set: u8,
+    /// Which set holds it.
+    pub set: SetRole,
     /// Volume in that set.
     pub volume: u32,
-    /// Size, CRC-32 and mtime from the catalog.
+    /// Size from the catalog.
     pub size: u64,
-    /// CRC-32.
-    pub crc32: u32,
-    /// Modification time (seconds, nanoseconds).
-    pub mtime: (i64, u32),
     /// Whether a different file is there now.
     pub replace: bool,
+    /// Where the content is (read by the executor).
+    #[serde(skip)]
+    pub source: StateFile,
+}
+
+/// Why a live item stays although it is not in the restored state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepReason {
+    /// A symlink, socket, FIFO or device: backups do not take these.
+    SpecialFile,
+    /// A name a backup cannot store (not UTF-8, a backslash, a control character).
+    UnsafeName,
+    /// The backup skipped it (unreadable, vanished, …): the archive cannot restore it.
+    SkippedByBackup,
+    /// No intact catalog proves it was absent at backup time (Kerio archive,
+    /// salvage, damaged catalog).
+    NotProvenAbsent,
+}
+
+impl std::fmt::Display for KeepReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SpecialFile => "a special file, not backed up",
+            Self::UnsafeName => "a name a backup cannot store",
+            Self::SkippedByBackup => "skipped by the backup, so not in the archive",
+            Self::NotProvenAbsent => "no intact catalog proves it absent at backup time",
+        })
+    }
+}
+
+/// A live item left in place.
+#[derive(Debug, Clone, Serialize)]
+pub struct Kept {
+    /// The item (a file, or a directory kept whole).
+    pub path: PathBuf,
+    /// Why.
+    pub reason: KeepReason,
 }
 
 /// One selected root.
 #[derive(Debug, Clone, Serialize)]
 pub struct Root {
-    /// Install-relative root.
+    /// Install-relative root (as in the backup).
     pub rel: String,
     /// Its destination.
     pub dest: PathBuf,
@@ -97,16 +99,51 @@ pub struct Root {
 /// Everything a restore will do.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestorePlan {
-    /// The roots replaced.
+    /// First-volume names of the chain, full first.
+    pub chain: Vec<String>,
+    /// Newer sets passed over, with why.
+    pub passed_over: Vec<PassedOver>,
+    /// Whether this is a salvage.
+    pub salvaging: bool,
+    /// Whether the plan removes live files (only when catalogs prove them absent).
+    pub removes: bool,
+    /// The roots restored.
     pub roots: Vec<Root>,
     /// Files to write.
     pub writes: Vec<Write>,
-    /// Files to delete.
+    /// Files to remove.
     pub deletes: Vec<PathBuf>,
-    /// Files already identical.
+    /// Live items left in place although not in the restored state.
+    pub kept: Vec<Kept>,
+    /// Files of the backed-up state that cannot be restored (salvage).
+    pub not_restorable: Vec<Unrestorable>,
+    /// Files already as backed up.
     pub unchanged: u64,
     /// Bytes to write.
     pub bytes: u64,
+    /// Remarks for the admin.
+    pub notes: Vec<String>,
+    /// Directories inside the roots kept exactly as they are (protected
+    /// mailboxes, skipped or unnamable directories), empty ones included.
+    #[serde(skip)]
+    pub keep_whole: Vec<PathBuf>,
+}
+
+/// A plan with what executing it needs.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The request.
+    pub request: RestoreRequest,
+    /// The chain read.
+    pub chain: RestoreChain,
+    /// The roots.
+    pub selection: Selection,
+    /// What will be done.
+    pub plan: RestorePlan,
+    /// The repository.
+    pub repo: Repository,
+    /// Held until the restore ends: no rotation deletes the chain meanwhile.
+    pub lock: Lock,
 }
 
 fn same_file(path: &Path, f: &StateFile) -> bool {
@@ -133,137 +170,282 @@ fn same_file(path: &Path, f: &StateFile) -> bool {
     }
 }
 
-/// Computes the plan of restoring `sel` from `chain` into `targets`.
+/// Resolves, selects and plans a restore; takes the repository's shared lock
+/// (held in [`Prepared::lock`]) so the chain stays while it is read.
 ///
 /// # Errors
-/// Unsafe paths, unreadable target directories, inconsistent catalogs.
-pub fn plan(chain: &Chain, sel: &Selection, targets: &Targets) -> Result<RestorePlan> {
-    let state = chain.state()?;
-    let mut out = RestorePlan::default();
+/// Usage errors, no usable backup, a refused archive (unless salvaging),
+/// selections the backup does not hold, unsafe destinations, unreadable
+/// target directories.
+pub fn prepare(repo: &Repository, mut request: RestoreRequest) -> Result<Prepared> {
+    request.check()?;
+    if !repo.storage().exists()? {
+        return Err(mailvault_repo::Error::NotFound(repo.storage().describe("")).into());
+    }
+    let lock = repo.lock(LockMode::Shared, "kmsrecover")?;
+    let chain = resolve(repo, &request.pick, request.salvage)?;
+    let (state, lost) = chain.state()?;
+    let selection = Selection::new(
+        &request,
+        &chain.newest().catalog,
+        &chain.skipped(),
+        &chain.scope(),
+    )?;
+    if let Some(name) = &request.as_folder {
+        let (Some(d), Some(u), Some(f)) = (&request.domain, &request.user, &request.folder) else {
+            return Err(Error::Usage("--as-folder needs -d, -u and -f".into()));
+        };
+        let from = format!("store/mail/{d}/{u}/{f}");
+        let to = match f.rsplit_once('/') {
+            Some((parent, _)) => format!("store/mail/{d}/{u}/{parent}/{name}"),
+            None => format!("store/mail/{d}/{u}/{name}"),
+        };
+        if request.destination.dest(&to)?.exists() {
+            return Err(Error::Request(format!(
+                "folder `{name}` already exists in {u}@{d}: choose another --as-folder name"
+            )));
+        }
+        request.destination.rename = Some((from, to));
+    }
+    if request.destination.into {
+        check_empty(request.destination.anchor())?;
+    }
+    let plan = make_plan(&request, &chain, &selection, state, lost)?;
+    Ok(Prepared {
+        request,
+        chain,
+        selection,
+        plan,
+        repo: repo.clone(),
+        lock,
+    })
+}
+
+/// `--into` needs an empty or new directory (our own lock and staging aside).
+fn check_empty(dir: &Path) -> Result<()> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        if !is_ours(&e.file_name()) {
+            return Err(Error::Request(format!(
+                "`{}` is not empty: --into needs an empty or new directory",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn make_plan(
+    req: &RestoreRequest,
+    chain: &RestoreChain,
+    sel: &Selection,
+    state: Vec<StateFile>,
+    lost: Vec<Unrestorable>,
+) -> Result<RestorePlan> {
+    let dest = &req.destination;
+    let removes = chain.proves_absence();
+    let mut out = RestorePlan {
+        chain: chain.names(),
+        passed_over: chain.passed.clone(),
+        salvaging: chain.salvaging,
+        removes,
+        ..RestorePlan::default()
+    };
+    out.not_restorable = lost.into_iter().filter(|l| sel.contains(&l.path)).collect();
     let mut wanted: HashSet<PathBuf> = HashSet::new();
-    for f in state.iter().filter(|f| sel.contains(&f.entry.path)) {
-        let dest = targets.dest(&f.entry.path)?;
-        wanted.insert(dest.clone());
-        if same_file(&dest, f) {
+    let mut state_paths: HashMap<String, ()> = HashMap::new();
+    for f in state.into_iter().filter(|f| sel.contains(&f.entry.path)) {
+        let d = dest.dest(&f.entry.path)?;
+        wanted.insert(d.clone());
+        state_paths.insert(f.entry.path.to_string(), ());
+        if same_file(&d, &f) {
             out.unchanged += 1;
             continue;
         }
         out.bytes += f.entry.size;
-        let replace = dest.exists();
-        debug_assert!(matches!(
-            f.entry.location,
-            Location::Volume(_) | Location::Base
-        ));
         out.writes.push(Write {
-            rel: f.entry.path.clone(),
-            dest,
-            set: f.set,
+            rel: f.entry.path.to_string(),
+            replace: std::fs::symlink_metadata(&d).is_ok(),
+            dest: d,
+            set: f.role,
             volume: f.volume,
             size: f.entry.size,
-            crc32: f.entry.crc32,
-            mtime: (f.entry.mtime.secs, f.entry.mtime.nanos),
-            replace,
+            source: f,
         });
     }
+    // Every directory the restored state needs, so each check is one lookup.
+    let mut needed: HashSet<PathBuf> = HashSet::new();
+    for w in &wanted {
+        for a in w.ancestors().skip(1) {
+            if !needed.insert(a.to_path_buf()) {
+                break;
+            }
+        }
+    }
     for root in &sel.roots {
-        let dest = targets.dest(root)?;
-        let is_file = state.iter().any(|f| &f.entry.path == root)
-            || (dest.is_file()
-                && !state
-                    .iter()
-                    .any(|f| f.entry.path.starts_with(&format!("{root}/"))));
-        let before = out.deletes.len();
-        if dest.is_dir() {
-            for e in walkdir(&dest)? {
-                let rel_in_root = e
-                    .strip_prefix(&dest)
-                    .unwrap_or(&e)
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                let rel = format!("{root}/{rel_in_root}");
-                if !wanted.contains(&e) && !sel.is_protected(&rel) && !is_leftover(&e) {
-                    out.deletes.push(e);
+        let rdest = dest.dest(root)?;
+        let is_file = state_paths.contains_key(root.as_str());
+        let before = (out.deletes.len(), out.kept.len());
+        let mut vanishing_dirs = false;
+        match std::fs::symlink_metadata(&rdest) {
+            Ok(m) if m.is_dir() && !is_file => {
+                let (_, vanish) = walk(
+                    &rdest,
+                    root,
+                    sel,
+                    &Wanted {
+                        files: &wanted,
+                        dirs: &needed,
+                    },
+                    removes,
+                    &mut out,
+                )?;
+                vanishing_dirs = vanish;
+            }
+            Ok(m) if m.is_file() && !wanted.contains(&rdest) => {
+                if removes {
+                    out.deletes.push(rdest.clone());
+                } else {
+                    out.kept.push(Kept {
+                        path: rdest.clone(),
+                        reason: KeepReason::NotProvenAbsent,
+                    });
                 }
             }
-        } else if dest.is_file() && !wanted.contains(&dest) {
-            out.deletes.push(dest.clone());
+            Ok(m) if !m.is_file() && !m.is_dir() => out.kept.push(Kept {
+                path: rdest.clone(),
+                reason: KeepReason::SpecialFile,
+            }),
+            _ => {}
         }
-        let changes =
-            out.deletes.len() > before || out.writes.iter().any(|w| w.dest.starts_with(&dest));
+        let changes = out.deletes.len() > before.0
+            || vanishing_dirs
+            || out.writes.iter().any(|w| w.dest.starts_with(&rdest));
+        let _ = before.1;
         out.roots.push(Root {
             rel: root.clone(),
-            dest,
+            dest: rdest,
             is_file,
             changes,
         });
     }
-    Ok(out)
-}
-
-/// Staging directories of an interrupted restore are not data.
-pub(crate) fn is_leftover(p: &Path) -> bool {
-    p.components().any(|c| {
-        c.as_os_str()
-            .to_string_lossy()
-            .starts_with(crate::apply::STAGING_PREFIX)
-    })
-}
-
-/// Every non-directory under `dir`, sorted.
-fn walkdir(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).map_err(Error::io("cannot list", &d))? {
-            let e = e.map_err(Error::io("cannot list", &d))?;
-            let t = e.file_type().map_err(Error::io("cannot stat", e.path()))?;
-            if t.is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
+    if !out.passed_over.is_empty() {
+        for p in &out.passed_over {
+            out.notes
+                .push(format!("passed over {}: {}", p.stem, p.reason));
         }
     }
-    out.sort();
-    Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn destinations_follow_cfgdir_store_and_rename() {
-        let mut t = Targets::install("/opt/kerio/mailserver");
-        t.store_dir = PathBuf::from("/srv/store");
-        assert_eq!(
-            t.dest("users.cfg").unwrap(),
-            Path::new("/opt/kerio/mailserver/users.cfg")
-        );
-        assert_eq!(
-            t.dest("store/mail/a/b/INBOX/x").unwrap(),
-            Path::new("/srv/store/mail/a/b/INBOX/x")
-        );
-        t.rename = Some((
-            "store/mail/a/b/INBOX".into(),
-            "store/mail/a/b/Restored".into(),
+    let unproven = out
+        .kept
+        .iter()
+        .filter(|k| k.reason == KeepReason::NotProvenAbsent)
+        .count();
+    if unproven > 0 {
+        let why = if chain.salvaging {
+            "salvage removes nothing"
+        } else {
+            "the archive has no catalog that proves what was absent at backup time"
+        };
+        out.notes.push(format!(
+            "{why}: {unproven} live file(s) not in the archive were kept"
         ));
-        assert_eq!(
-            t.dest("store/mail/a/b/INBOX/#msgs/1.eml").unwrap(),
-            Path::new("/srv/store/mail/a/b/Restored/#msgs/1.eml")
-        );
-        assert_eq!(
-            t.dest("store/mail/a/b/INBOX2/x").unwrap(),
-            Path::new("/srv/store/mail/a/b/INBOX2/x"),
-            "a prefix is a whole component"
-        );
-        for bad in [
-            "../etc/passwd",
-            "/etc/passwd",
-            "store/../../x",
-            "store/mail/a\\b",
-        ] {
-            assert!(t.dest(bad).is_err(), "{bad}");
+    }
+    Ok(out)
+}
+
+/// The destinations of the restored state, and every directory holding one.
+struct Wanted<'a> {
+    files: &'a HashSet<PathBuf>,
+    dirs: &'a HashSet<PathBuf>,
+}
+
+/// Walks a live root directory and sorts its items into deletes and kept.
+/// Returns (whether anything survives in `dir`, whether some directory under
+/// it will vanish because nothing in it survives).
+fn walk(
+    dir: &Path,
+    rel: &str,
+    sel: &Selection,
+    wanted: &Wanted<'_>,
+    removes: bool,
+    out: &mut RestorePlan,
+) -> Result<(bool, bool)> {
+    let mut survives = false;
+    let mut vanish = false;
+    let rd = std::fs::read_dir(dir).map_err(Error::io("cannot list", dir))?;
+    let mut entries: Vec<_> = rd
+        .collect::<std::io::Result<_>>()
+        .map_err(Error::io("cannot list", dir))?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        let os_name = e.file_name();
+        if is_ours(&os_name) {
+            continue;
+        }
+        let path = e.path();
+        let t = e.file_type().map_err(Error::io("cannot stat", &path))?;
+        let name = os_name
+            .to_str()
+            .filter(|n| layout::check_relative(n).is_ok() && !n.contains('/'));
+        let Some(name) = name else {
+            if t.is_dir() {
+                out.keep_whole.push(path.clone());
+            }
+            out.kept.push(Kept {
+                path,
+                reason: KeepReason::UnsafeName,
+            });
+            survives = true;
+            continue;
+        };
+        let child = format!("{rel}/{name}");
+        if t.is_dir() {
+            if sel.is_protected(&child) {
+                out.keep_whole.push(path);
+                survives = true;
+                continue;
+            }
+            if sel.was_skipped(&child) && !wanted.dirs.contains(&path) {
+                out.keep_whole.push(path.clone());
+                out.kept.push(Kept {
+                    path,
+                    reason: KeepReason::SkippedByBackup,
+                });
+                survives = true;
+                continue;
+            }
+            let (s, v) = walk(&path, &child, sel, wanted, removes, out)?;
+            survives |= s;
+            vanish |= v || !s;
+            continue;
+        }
+        if wanted.files.contains(&path) {
+            survives = true;
+        } else if !t.is_file() {
+            out.kept.push(Kept {
+                path,
+                reason: KeepReason::SpecialFile,
+            });
+            survives = true;
+        } else if sel.was_skipped(&child) {
+            out.kept.push(Kept {
+                path,
+                reason: KeepReason::SkippedByBackup,
+            });
+            survives = true;
+        } else if removes {
+            out.deletes.push(path);
+        } else {
+            out.kept.push(Kept {
+                path,
+                reason: KeepReason::NotProvenAbsent,
+            });
+            survives = true;
         }
     }
+    // Directories the restored state needs are created by the writes.
+    survives |= wanted.dirs.contains(dir);
+    Ok((survives, vanish && removes))
 }

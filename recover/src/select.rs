@@ -23,128 +23,46 @@
 use std::collections::BTreeSet;
 
 use mailvault_formats::layout::{self, EXCLUDED_STORE_DIRS, MailboxPath};
+use mailvault_formats::{Catalog, SkipReason, Skipped};
 
-use crate::chain::Chain;
 use crate::error::{Error, Result};
-
-/// Parts of `-m/--mask`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Part {
-    /// `cfg`: mailserver.cfg and users.cfg.
-    Cfg,
-    /// `mail`: the whole mail store.
-    Mail,
-    /// `lists`: mailing-list data.
-    Lists,
-    /// `public`: public folders.
-    Public,
-    /// `license`.
-    License,
-    /// `sslca`.
-    Sslca,
-    /// `sslcert`.
-    Sslcert,
-    /// `spam`: the SpamAssassin database.
-    Spam,
-}
-
-impl Part {
-    /// Every part (what a restore without `-m` takes).
-    pub const ALL: [Part; 8] = [
-        Part::Cfg,
-        Part::Mail,
-        Part::Lists,
-        Part::Public,
-        Part::License,
-        Part::Sslca,
-        Part::Sslcert,
-        Part::Spam,
-    ];
-
-    /// Parses one mask word.
-    ///
-    /// # Errors
-    /// Unknown word, naming the known ones.
-    pub fn parse(word: &str) -> Result<Self> {
-        Ok(match word.trim() {
-            "cfg" => Self::Cfg,
-            "mail" => Self::Mail,
-            "lists" => Self::Lists,
-            "public" => Self::Public,
-            "license" => Self::License,
-            "sslca" => Self::Sslca,
-            "sslcert" => Self::Sslcert,
-            "spam" | "spamassassin" => Self::Spam,
-            other => {
-                return Err(Error::Request(format!(
-                    "unknown mask part `{other}`: use cfg, mail, lists, public, license, sslca, sslcert, spam"
-                )));
-            }
-        })
-    }
-}
-
-/// What the admin asked for (Kerio's options).
-#[derive(Debug, Clone, Default)]
-pub struct RestoreRequest {
-    /// `-d`.
-    pub domain: Option<String>,
-    /// `-u`.
-    pub user: Option<String>,
-    /// `-f`.
-    pub folder: Option<String>,
-    /// `-m` (None: everything).
-    pub mask: Option<Vec<Part>>,
-}
+use crate::request::{Part, RestoreRequest};
 
 /// The roots a restore replaces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Selection {
     /// Install-relative roots, sorted, none inside another.
     pub roots: Vec<String>,
-    /// Install-relative directories inside roots that are never touched.
+    /// Install-relative directories inside roots that are never touched
+    /// (disabled users' mailboxes, the store's logs, queue, tmp…).
     pub protected: Vec<String>,
+    /// Install-relative paths the backup skipped for a problem (unreadable,
+    /// vanished, unsafe names…): the archive cannot restore them, so a
+    /// restore leaves whatever is there in place.
+    pub skipped: Vec<String>,
 }
 
-fn domains(chain: &Chain) -> BTreeSet<String> {
-    chain
-        .newest()
-        .catalog
+fn domains(catalog: &Catalog) -> BTreeSet<String> {
+    catalog
         .state()
         .filter_map(|e| MailboxPath::parse(&e.path).map(|m| m.domain.to_string()))
         .collect()
 }
 
 impl Selection {
-    /// Turns Kerio's options into roots, checked against the backup's contents.
+    /// Turns Kerio's options into roots, checked against the backup's state
+    /// (`catalog`), what it skipped, and its scope (a partial archive).
     ///
     /// # Errors
-    /// `-f` without `-d` and `-u`; a domain, user or folder the backup does not hold.
-    pub fn new(req: &RestoreRequest, chain: &Chain) -> Result<Self> {
-        for (what, v) in [
-            ("domain", &req.domain),
-            ("user", &req.user),
-            ("folder", &req.folder),
-        ] {
-            // A folder may be nested (`A/B`); a domain or user is one path component.
-            if let Some(v) = v
-                && (layout::check_relative(v).is_err() || (what != "folder" && v.contains('/')))
-            {
-                return Err(Error::Request(format!("bad {what} `{v}`")));
-            }
-        }
-        if req.folder.is_some() && (req.domain.is_none() || req.user.is_none()) {
-            return Err(Error::Request(
-                "-f/--folder needs -d/--domain and -u/--user".into(),
-            ));
-        }
-        let in_backup = |prefix: &str| {
-            chain
-                .newest()
-                .catalog
-                .state()
-                .any(|e| e.path.starts_with(prefix))
-        };
+    /// Usage errors; a domain, user or folder the backup does not hold.
+    pub fn new(
+        req: &RestoreRequest,
+        catalog: &Catalog,
+        skipped: &[Skipped],
+        scope: &[String],
+    ) -> Result<Self> {
+        req.check()?;
+        let in_backup = |prefix: &str| catalog.state().any(|e| e.path.starts_with(prefix));
         let mut roots = Vec::new();
         match (&req.domain, &req.user) {
             (Some(d), None) => {
@@ -152,7 +70,7 @@ impl Selection {
                 if !in_backup(&format!("{base}/")) {
                     return Err(Error::Request(format!(
                         "domain `{d}` is not in the backup; it holds: {}",
-                        domains(chain).into_iter().collect::<Vec<_>>().join(", ")
+                        domains(catalog).into_iter().collect::<Vec<_>>().join(", ")
                     )));
                 }
                 match &req.mask {
@@ -164,8 +82,9 @@ impl Selection {
                                 Part::Public => roots.push(format!("{base}/#public")),
                                 Part::Lists => roots.push(format!("{base}/#lists")),
                                 other => {
-                                    return Err(Error::Request(format!(
-                                        "mask `{other:?}` cannot be combined with -d: use mail, public or lists"
+                                    return Err(Error::Usage(format!(
+                                        "mask part `{}` cannot be combined with -d: use mail, public or lists",
+                                        other.word()
                                     )));
                                 }
                             }
@@ -173,36 +92,7 @@ impl Selection {
                     }
                 }
             }
-            (d, Some(u)) => {
-                let domain = match d {
-                    Some(d) => d.clone(),
-                    None => {
-                        let found: BTreeSet<String> = chain
-                            .newest()
-                            .catalog
-                            .state()
-                            .filter_map(|e| {
-                                MailboxPath::parse(&e.path)
-                                    .filter(|m| m.mailbox == u)
-                                    .map(|m| m.domain.to_string())
-                            })
-                            .collect();
-                        match found.len() {
-                            1 => found.into_iter().next().unwrap_or_default(),
-                            0 => {
-                                return Err(Error::Request(format!(
-                                    "user `{u}` is not in the backup"
-                                )));
-                            }
-                            _ => {
-                                return Err(Error::Request(format!(
-                                    "user `{u}` exists in several domains ({}): give -d",
-                                    found.into_iter().collect::<Vec<_>>().join(", ")
-                                )));
-                            }
-                        }
-                    }
-                };
+            (Some(domain), Some(u)) => {
                 let mut root = format!("store/mail/{domain}/{u}");
                 if !in_backup(&format!("{root}/")) {
                     return Err(Error::Request(format!(
@@ -219,6 +109,7 @@ impl Selection {
                 }
                 roots.push(root);
             }
+            (None, Some(_)) => return Err(Error::Usage("-u/--user needs -d/--domain".into())),
             (None, None) => {
                 let explicit = req.mask.is_some();
                 let parts = req.mask.clone().unwrap_or_else(|| Part::ALL.to_vec());
@@ -230,12 +121,12 @@ impl Selection {
                         }
                         Part::Mail => roots.push("store/mail".into()),
                         Part::Public => roots.extend(
-                            domains(chain)
+                            domains(catalog)
                                 .into_iter()
                                 .map(|d| format!("store/mail/{d}/#public")),
                         ),
                         Part::Lists => roots.extend(
-                            domains(chain)
+                            domains(catalog)
                                 .into_iter()
                                 .map(|d| format!("store/mail/{d}/#lists")),
                         ),
@@ -251,13 +142,11 @@ impl Selection {
                         .into_iter()
                         .partition(|r| in_backup(r) || in_backup(&format!("{r}/")));
                     if explicit && held.is_empty() {
-                        return Err(Error::Request(
-                            format!(
-                                "the backup holds nothing for mask part `{p:?}` ({})",
-                                absent.join(", ")
-                            )
-                            .to_lowercase(),
-                        ));
+                        return Err(Error::Request(format!(
+                            "the backup holds nothing for mask part `{}` ({})",
+                            p.word(),
+                            absent.join(", ")
+                        )));
                     }
                     roots.extend(held);
                 }
@@ -265,14 +154,8 @@ impl Selection {
         }
         // A partial archive (a safety copy) replaces nothing outside its scope:
         // a root above a scope root narrows to it, a root outside every scope root goes.
-        let scope = chain
-            .newest()
-            .version
-            .as_ref()
-            .map(|v| v.scope.clone())
-            .unwrap_or_default();
         if !scope.is_empty() {
-            let within = |a: &str, b: &str| a == b || a.starts_with(&format!("{b}/"));
+            let within = layout::within;
             let asked = std::mem::take(&mut roots);
             for r in &asked {
                 if scope.iter().any(|s| within(r, s)) {
@@ -297,90 +180,62 @@ impl Selection {
             !all.iter()
                 .any(|o| o != r && r.starts_with(&format!("{o}/")))
         });
-        let mut protected: Vec<String> = chain
-            .skipped()
-            .into_iter()
-            .filter(|s| s.reason == "disabled-user")
-            .map(|s| s.path)
+        let mut protected: Vec<String> = skipped
+            .iter()
+            .filter(|s| s.reason == SkipReason::DisabledUser)
+            .map(|s| s.path.clone())
             .collect();
         protected.extend(EXCLUDED_STORE_DIRS.iter().map(|d| format!("store/{d}")));
-        Ok(Self { roots, protected })
+        let skipped = skipped
+            .iter()
+            .filter(|s| s.reason != SkipReason::DisabledUser)
+            .map(|s| s.path.clone())
+            .collect();
+        Ok(Self {
+            roots,
+            protected,
+            skipped,
+        })
     }
 
     /// Whether an install-relative path lies in a root and is not protected.
     #[must_use]
     pub fn contains(&self, rel: &str) -> bool {
-        let under = |root: &str| {
-            rel == root
-                || (rel.len() > root.len()
-                    && rel.starts_with(root)
-                    && rel.as_bytes()[root.len()] == b'/')
-        };
-        self.roots.iter().any(|r| under(r)) && !self.protected.iter().any(|p| under(p))
+        self.roots.iter().any(|r| layout::within(rel, r)) && !self.is_protected(rel)
     }
 
     /// Whether a path is protected (never touched).
     #[must_use]
     pub fn is_protected(&self, rel: &str) -> bool {
-        self.protected.iter().any(|p| {
-            rel == p || (rel.starts_with(p.as_str()) && rel.as_bytes().get(p.len()) == Some(&b'/'))
-        })
+        self.protected.iter().any(|p| layout::within(rel, p))
+    }
+
+    /// Whether the backup skipped this path (or a directory holding it).
+    #[must_use]
+    pub fn was_skipped(&self, rel: &str) -> bool {
+        self.skipped.iter().any(|p| layout::within(rel, p))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
-    use mailvault_formats::{
-        ArchiveKind, ArchiveName, Catalog, CatalogEntry, Location, Mtime, Skipped, Summary,
-    };
+    #![allow(clippy::unwrap_used)]
+    use mailvault_formats::{CatalogEntry, Location, Mtime, RelPath};
 
     use super::*;
-    use crate::chain::SetMeta;
 
-    fn chain(paths: &[&str], skipped: &[&str]) -> Chain {
-        let started = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
-        let entries = paths
-            .iter()
-            .map(|p| CatalogEntry {
-                path: (*p).into(),
-                size: 1,
-                mtime: Mtime::default(),
-                crc32: 0,
-                location: Location::Volume(0),
-            })
-            .collect();
-        let summary = Summary {
-            kind: ArchiveKind::Full,
-            status: "complete".into(),
-            started,
-            ended: started,
-            volume: 0,
-            last_volume: true,
-            volume_files: 0,
-            volume_bytes: 0,
-            totals: None,
-            notes: vec![],
-            skipped: skipped
+    fn catalog(paths: &[&str]) -> Catalog {
+        Catalog {
+            entries: paths
                 .iter()
-                .map(|p| Skipped {
-                    reason: "disabled-user".into(),
-                    path: (*p).into(),
+                .map(|p| CatalogEntry {
+                    path: RelPath::new(*p).unwrap(),
+                    size: 1,
+                    mtime: Mtime::default(),
+                    crc32: 0,
+                    location: Location::Volume(0),
                 })
                 .collect(),
-        };
-        let full = SetMeta {
-            name: ArchiveName::new(ArchiveKind::Full, started),
-            volumes: BTreeMap::new(),
-            version: None,
-            summary: Some(summary),
-            catalog: Catalog { entries },
-            has_catalog: true,
-        };
-        Chain {
-            full,
-            differential: None,
         }
     }
 
@@ -392,6 +247,14 @@ mod tests {
         "store/mail/b.cz/jan/INBOX/#msgs/00000001.eml",
         "store/mail/b.cz/eva/INBOX/#msgs/00000001.eml",
     ];
+
+    fn req(d: Option<&str>, u: Option<&str>, f: Option<&str>) -> RestoreRequest {
+        let mut r = RestoreRequest::new("/i");
+        r.domain = d.map(Into::into);
+        r.user = u.map(Into::into);
+        r.folder = f.map(Into::into);
+        r
+    }
 
     #[test]
     fn mask_words() {
@@ -407,14 +270,19 @@ mod tests {
 
     #[test]
     fn roots_for_kerio_options() {
-        let c = chain(&PATHS, &["store/mail/a.cz/old"]);
-        let req = |d: Option<&str>, u: Option<&str>, f: Option<&str>| RestoreRequest {
-            domain: d.map(Into::into),
-            user: u.map(Into::into),
-            folder: f.map(Into::into),
-            mask: None,
-        };
-        let s = Selection::new(&req(Some("a.cz"), Some("jan"), Some("Projects")), &c).unwrap();
+        let c = catalog(&PATHS);
+        let skipped = [
+            Skipped {
+                reason: SkipReason::DisabledUser,
+                path: "store/mail/a.cz/old".into(),
+            },
+            Skipped {
+                reason: SkipReason::Unreadable,
+                path: "store/mail/a.cz/jan/INBOX/#msgs/00000009.eml".into(),
+            },
+        ];
+        let sel = |r: &RestoreRequest| Selection::new(r, &c, &skipped, &[]);
+        let s = sel(&req(Some("a.cz"), Some("jan"), Some("Projects"))).unwrap();
         assert_eq!(s.roots, ["store/mail/a.cz/jan/Projects"]);
         assert!(s.contains("store/mail/a.cz/jan/Projects/2026/#msgs/00000001.eml"));
         assert!(
@@ -422,56 +290,50 @@ mod tests {
             "a root is a whole path component"
         );
         assert!(!s.contains("store/mail/a.cz/jan/INBOX/#msgs/00000001.eml"));
-        // -u alone works when the user is in one domain only.
-        assert_eq!(
-            Selection::new(&req(None, Some("eva"), None), &c)
-                .unwrap()
-                .roots,
-            ["store/mail/b.cz/eva"]
-        );
-        let e = Selection::new(&req(None, Some("jan"), None), &c)
-            .unwrap_err()
-            .to_string();
+        assert!(s.was_skipped("store/mail/a.cz/jan/INBOX/#msgs/00000009.eml"));
         assert!(
-            e.contains("several domains") && e.contains("a.cz") && e.contains("b.cz"),
-            "{e}"
+            sel(&req(None, Some("eva"), None)).unwrap_err().is_usage(),
+            "-u needs -d"
         );
-        assert!(
-            Selection::new(&req(None, None, Some("INBOX")), &c)
-                .unwrap_err()
-                .to_string()
-                .contains("needs -d")
-        );
-        let e = Selection::new(&req(Some("c.cz"), None, None), &c)
-            .unwrap_err()
-            .to_string();
+        assert!(sel(&req(None, None, Some("INBOX"))).unwrap_err().is_usage());
+        let e = sel(&req(Some("c.cz"), None, None)).unwrap_err().to_string();
         assert!(
             e.contains("not in the backup") && e.contains("a.cz, b.cz"),
             "{e}"
         );
-        assert!(Selection::new(&req(Some("../x"), None, None), &c).is_err());
+        assert!(sel(&req(Some("../x"), None, None)).is_err());
+        let e = sel(&req(Some("a.cz"), Some("nobody"), None))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`nobody@a.cz` is not in the backup"), "{e}");
         // Everything: parts the backup lacks are left out; skipped mailboxes are protected.
-        let all = Selection::new(&req(None, None, None), &c).unwrap();
+        let all = sel(&req(None, None, None)).unwrap();
         assert_eq!(all.roots, ["store/mail", "users.cfg"]);
         assert!(all.is_protected("store/mail/a.cz/old/INBOX/#msgs/00000001.eml"));
         assert!(!all.contains("store/logs/mail.log"));
-        let lic = RestoreRequest {
-            mask: Some(vec![Part::License]),
-            ..RestoreRequest::default()
-        };
+        let mut lic = RestoreRequest::new("/i");
+        lic.mask = Some(vec![Part::License]);
         assert!(
-            Selection::new(&lic, &c)
+            sel(&lic)
                 .unwrap_err()
                 .to_string()
-                .contains("holds nothing")
+                .contains("holds nothing for mask part `license`")
         );
-        let public = RestoreRequest {
-            mask: Some(vec![Part::Public]),
-            ..RestoreRequest::default()
-        };
-        assert_eq!(
-            Selection::new(&public, &c).unwrap().roots,
-            ["store/mail/a.cz/#public"]
+        let mut public = RestoreRequest::new("/i");
+        public.mask = Some(vec![Part::Public]);
+        assert_eq!(sel(&public).unwrap().roots, ["store/mail/a.cz/#public"]);
+    }
+
+    #[test]
+    fn a_partial_archive_narrows_to_its_scope() {
+        let c = catalog(&PATHS);
+        let scope = vec!["store/mail/a.cz/jan".to_string()];
+        let s = Selection::new(&req(None, None, None), &c, &[], &scope).unwrap();
+        assert_eq!(s.roots, scope);
+        let e = Selection::new(&req(Some("b.cz"), None, None), &c, &[], &scope).unwrap_err();
+        assert!(
+            e.to_string().contains("holds only store/mail/a.cz/jan"),
+            "{e}"
         );
     }
 }

@@ -22,9 +22,12 @@ pub use plan::{Action, BackupPlan};
 pub use scan::InstallPaths;
 pub use volume::Compression;
 
+use mailvault_repo::Repository;
+use mailvault_repo::repository::Listing;
+use mailvault_repo::storage::{LocalDir, Lock, LockMode};
+
 use crate::error::{Error, Result};
 use crate::progress::Progress;
-use crate::repo::BackupDir;
 use crate::rotation::{self, RotationOptions, RotationPlan};
 
 /// Smallest split size accepted: room for `.version.txt`, one small entry and `.summary.txt`.
@@ -122,7 +125,7 @@ pub struct BackupSummary {
     /// Wall time.
     pub seconds: f64,
     /// Leftovers of interrupted runs that were removed first.
-    pub removed_leftovers: Vec<PathBuf>,
+    pub removed_leftovers: Vec<String>,
     /// What rotation deleted.
     pub rotation: RotationPlan,
 }
@@ -139,7 +142,7 @@ pub struct SkippedItem {
 impl From<&Skipped> for SkippedItem {
     fn from(s: &Skipped) -> Self {
         Self {
-            reason: s.reason.clone(),
+            reason: s.reason.to_string(),
             path: s.path.clone(),
         }
     }
@@ -173,36 +176,60 @@ fn check(opts: &BackupOptions) -> Result<()> {
 /// The install cannot be scanned or the backup directory cannot be listed.
 pub fn plan_backup(opts: &BackupOptions, now: DateTime<Utc>) -> Result<BackupPlan> {
     check(opts)?;
-    let dir = BackupDir::new(&opts.backup_dir);
     let scan = scan::scan(
         &opts.paths(),
         &opts.backup_dir,
         opts.skip_unreadable,
         opts.only.as_deref(),
     )?;
-    let sets = dir.sets()?;
+    let repo = Repository::new(LocalDir::new(&opts.backup_dir));
+    let listing = if repo.storage().exists()? {
+        repo.listing_at(now)?
+    } else {
+        Listing::default()
+    };
     Ok(plan::make_plan(
         opts.kind,
         now,
         &opts.paths(),
         scan,
-        &dir,
-        &sets,
+        repo.storage(),
+        &listing,
         opts.verify_content,
     ))
 }
 
-/// Runs a backup end to end.
+/// Runs a backup end to end: the install is checked first (nothing is
+/// created for a directory that is not an install), then the backup
+/// directory is created if needed, locked, cleaned of leftovers, and the
+/// backup planned, written, committed and rotated. A run that fails leaves
+/// no new backup directory behind.
 ///
 /// # Errors
 /// Any hard failure; nothing is left under a final name, and temporaries are removed.
 pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupSummary> {
     check(opts)?;
+    scan::check_install(&opts.paths())?;
+    let repo = Repository::new(LocalDir::new(&opts.backup_dir));
+    let created = repo.storage().create_root()?;
+    let result = repo
+        .lock(LockMode::Exclusive, &format!("backup {}", opts.kind))
+        .map_err(Error::from)
+        .and_then(|lock| locked_backup(opts, &repo, &lock, progress));
+    if result.is_err() && created {
+        let _ = repo.storage().remove_root_if_empty();
+    }
+    result
+}
+
+fn locked_backup(
+    opts: &BackupOptions,
+    repo: &Repository,
+    lock: &Lock,
+    progress: &dyn Progress,
+) -> Result<BackupSummary> {
     let t0 = Instant::now();
-    let dir = BackupDir::new(&opts.backup_dir);
-    dir.create()?;
-    let lock = dir.lock(&format!("backup {}", opts.kind))?;
-    let removed_leftovers = dir.remove_leftovers(&lock)?;
+    let removed_leftovers = repo.remove_leftovers(lock)?;
 
     progress.start("scanning", 0, 0);
     let now = Utc::now();
@@ -212,14 +239,14 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
         opts.skip_unreadable,
         opts.only.as_deref(),
     )?;
-    let sets = dir.sets()?;
+    let listing = repo.listing_at(now)?;
     let mut plan = plan::make_plan(
         opts.kind,
         now,
         &opts.paths(),
         scan,
-        &dir,
-        &sets,
+        repo.storage(),
+        &listing,
         opts.verify_content,
     );
     plan.notes.extend(opts.notes.iter().cloned());
@@ -248,13 +275,8 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
     } else {
         opts.threads
     };
-    let mut volumes = volume::VolumeWriter::new(
-        &opts.backup_dir,
-        version,
-        opts.split_size,
-        opts.compression,
-        opts.level,
-    )?;
+    let mut volumes =
+        volume::VolumeWriter::new(repo, version, opts.split_size, opts.compression, opts.level)?;
 
     progress.start("writing", store_files, store_bytes);
     let written = writer::write_items(
@@ -283,12 +305,12 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
     let (files, bytes_in) = (volumes.files, volumes.bytes);
     let finished = volumes.finish(&written.catalog, totals, &plan.notes, &skipped)?;
     let bytes_out = finished.compressed();
-    let final_paths = finished.commit()?;
+    let final_names = finished.commit(lock)?;
 
     let stem = plan.name.stem();
     let rotation = if opts.rotation.is_active() {
-        let rp = rotation::plan(dir.infos()?, opts.rotation, Some(&stem));
-        rotation::apply(&dir, &lock, &rp)?;
+        let rp = rotation::plan(repo.listing()?.sets, opts.rotation, Some(&stem));
+        rotation::apply(repo, lock, &rp)?;
         rp
     } else {
         RotationPlan::default()
@@ -299,7 +321,10 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
         kind: plan.name.kind.to_string(),
         requested: plan.requested.to_string(),
         base: plan.base.as_ref().map(|b| b.stem.clone()),
-        volumes: final_paths,
+        volumes: final_names
+            .iter()
+            .map(|n| opts.backup_dir.join(n))
+            .collect(),
         files,
         bytes_in,
         bytes_out,

@@ -13,8 +13,11 @@ use chrono::{DateTime, Utc};
 use mailvault_formats::{ArchiveKind, ArchiveName, CatalogEntry, Location, Skipped};
 use serde::Serialize;
 
+use mailvault_repo::check;
+use mailvault_repo::repository::Listing;
+use mailvault_repo::storage::{Storage, TEMP_PREFIX};
+
 use super::scan::{InstallPaths, Scan, SourceFile};
-use crate::repo::{ArchiveSet, BackupDir, SetStatus, TEMP_PREFIX, read_info_and_catalog};
 
 /// What happens to one scanned file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,36 +92,47 @@ impl BackupPlan {
     }
 }
 
-/// Picks the name of a new backup: its start time, but always later than
-/// every set already in the directory (a clock stepped back, or several
-/// backups within one second), so that name order is chain order.
-pub(crate) fn free_name(
-    kind: ArchiveKind,
-    now: DateTime<Utc>,
-    sets: &[ArchiveSet],
-    dir: &BackupDir,
-) -> ArchiveName {
-    let newest = sets.iter().map(|s| s.name.started).max();
+/// Picks the name of a new backup: its start time, but later than every
+/// set already in the directory (a clock stepped back, or several backups
+/// within one second), so that name order is chain order. Sets dated more
+/// than a day ahead are not followed (a wrong clock or a stray file must
+/// not push every future name to 2099; `list` warns about them), and no
+/// existing name, temporary or not, is ever reused.
+pub(crate) fn free_name(kind: ArchiveKind, now: DateTime<Utc>, listing: &Listing) -> ArchiveName {
+    let names = &listing.names;
+    let newest = listing
+        .sets
+        .iter()
+        .filter(|s| !s.in_future && s.set.name.started <= now + mailvault_repo::set::FUTURE_SLACK)
+        .map(|s| s.set.name.started)
+        .max();
     let mut start = ArchiveName::new(kind, now).started;
     if let Some(n) = newest.filter(|n| *n >= start) {
         start = n + chrono::Duration::seconds(1);
     }
     let mut name = ArchiveName::new(kind, start);
-    while dir.path().join(format!("{TEMP_PREFIX}{name}")).exists() {
+    let taken = |n: &ArchiveName| {
+        let stem = n.stem();
+        names
+            .iter()
+            .any(|x| x.strip_prefix(TEMP_PREFIX).unwrap_or(x).starts_with(&stem))
+    };
+    while taken(&name) {
         name = ArchiveName::new(kind, name.started + chrono::Duration::seconds(1));
     }
     name
 }
 
 /// Builds the plan for `requested` from a scan and the backup directory's
-/// sets. Only the base full's metadata and catalog are read.
+/// listing. Only the base full is read (checked as a restore would check
+/// it, catalog included), never old archive content.
 pub(crate) fn make_plan(
     requested: ArchiveKind,
     now: DateTime<Utc>,
     paths: &InstallPaths,
     scan: Scan,
-    dir: &BackupDir,
-    sets: &[ArchiveSet],
+    storage: &dyn Storage,
+    listing: &Listing,
     verify_content: bool,
 ) -> BackupPlan {
     let Scan {
@@ -132,46 +146,50 @@ pub(crate) fn make_plan(
     let mut deleted = Vec::new();
     let mut items: Vec<PlanItem> = Vec::with_capacity(files.len());
 
-    // The newest set that can start a chain (F or C), whatever its state.
-    let newest = sets
-        .iter()
+    // The newest backup that can start a chain (F or C), whatever its state
+    // (a damaged newest full must not make the differential use an older one).
+    let newest = listing
+        .backups()
         .rev()
-        .find(|s| s.name.kind.is_complete() && s.volumes.contains_key(&0));
+        .find(|s| s.set.name.kind.is_complete() && !s.in_future && s.set.volumes.contains_key(&0));
     let base_catalog = match newest.filter(|_| requested == ArchiveKind::Differential) {
         None => {
             if requested == ArchiveKind::Differential {
                 notes.push(format!(
                     "differential requested but `{}` holds no full backup: written as a full",
-                    dir.path().display()
+                    storage.location()
                 ));
             }
             None
         }
-        Some(set) => match read_info_and_catalog(set.clone()) {
-            (info, _) if info.status != SetStatus::Complete => {
-                notes.push(format!(
-                    "differential requested but the newest full {} is not usable ({}): written as a full",
-                    set.stem(),
-                    info.status
-                ));
-                None
+        Some(info) if !info.status.is_complete() => {
+            notes.push(format!(
+                "differential requested but the newest full {} is not usable ({}): written as a full",
+                info.set.stem(),
+                info.status
+            ));
+            None
+        }
+        Some(info) => {
+            let loaded = check::load(storage, info.clone(), None);
+            match loaded.problems.first() {
+                None if loaded.has_catalog => {
+                    base = Some(BaseRef {
+                        stem: info.set.stem(),
+                        path: PathBuf::from(info.set.volume_name(0)),
+                    });
+                    Some(loaded.catalog)
+                }
+                first => {
+                    notes.push(format!(
+                        "differential requested but the newest full {} is not usable ({}): written as a full",
+                        info.set.stem(),
+                        first.map_or_else(|| "no catalog".to_string(), ToString::to_string)
+                    ));
+                    None
+                }
             }
-            (_, Some(Ok(cat))) => {
-                base = Some(BaseRef {
-                    stem: set.stem(),
-                    path: set.volume_path(0),
-                });
-                Some(cat)
-            }
-            (_, Some(Err(e))) => {
-                notes.push(format!(
-                    "differential requested but the catalog of the newest full {} cannot be read ({e}): written as a full",
-                    set.stem()
-                ));
-                None
-            }
-            (_, None) => None,
-        },
+        }
     };
     if requested == ArchiveKind::Differential && base_catalog.is_none() {
         kind = ArchiveKind::Full;
@@ -205,16 +223,13 @@ pub(crate) fn make_plan(
             if verify_content {
                 recheck_content(paths, &mut items, &candidates);
             }
-            let skipped_prefixes: Vec<String> = skipped
-                .iter()
-                .filter(|s| s.reason == "disabled-user")
-                .map(|s| format!("{}/", s.path))
-                .collect();
+            // What this run skipped (a disabled mailbox, an unreadable file)
+            // is not known to be gone: it is not recorded as deleted.
             for e in cat.state() {
                 if !seen.contains(e.path.as_str())
-                    && !skipped_prefixes
+                    && !skipped
                         .iter()
-                        .any(|p| e.path.starts_with(p.as_str()))
+                        .any(|s| mailvault_formats::layout::within(&e.path, &s.path))
                 {
                     deleted.push(CatalogEntry {
                         location: Location::Deleted,
@@ -224,7 +239,7 @@ pub(crate) fn make_plan(
             }
         }
     }
-    let name = free_name(kind, now, sets, dir);
+    let name = free_name(kind, now, listing);
     BackupPlan {
         paths: paths.clone(),
         name,

@@ -15,10 +15,13 @@ use std::path::{Path, PathBuf};
 use mailvault_formats::layout::{
     self, CONFIG_DIRS, CONFIG_FILES, EXCLUDED_STORE_DIRS, MailboxPath,
 };
-use mailvault_formats::{Mtime, Skipped};
+use mailvault_formats::{Mtime, SkipReason, Skipped};
 use walkdir::WalkDir;
 
 use crate::error::{Error, Result};
+
+/// Names starting with this are kmsrecover's own (staging areas, its lock).
+const STAGING_PREFIX: &str = ".kmsrecover";
 
 /// Where an install's parts are: the install directory, and its store
 /// (normally `<install>/store`; Kerio's `-s` can put it elsewhere).
@@ -91,6 +94,24 @@ pub struct Scan {
     pub problems: usize,
 }
 
+/// Checks that `paths` looks like a Kerio Connect install: its
+/// configuration files or a mail store. (A bare `store/` does not count: a
+/// backup directory created at the default `<install>/store/backup` would
+/// make any path look like an install.)
+///
+/// # Errors
+/// [`Error::NotAnInstall`].
+pub fn check_install(paths: &InstallPaths) -> Result<()> {
+    let looks_real = paths.install.join("mailserver.cfg").is_file()
+        || paths.install.join("users.cfg").is_file()
+        || paths.store.join("mail").is_dir();
+    if looks_real {
+        Ok(())
+    } else {
+        Err(Error::NotAnInstall(paths.install.clone()))
+    }
+}
+
 /// Scans an install, leaving out `backup_dir` if it lies inside; with `only`,
 /// just those install-relative roots (files or directories).
 ///
@@ -102,9 +123,7 @@ pub fn scan(
     skip_unreadable: bool,
     only: Option<&[String]>,
 ) -> Result<Scan> {
-    if !paths.install.join("mailserver.cfg").is_file() && !paths.store.is_dir() {
-        return Err(Error::NotAnInstall(paths.install.clone()));
-    }
+    check_install(paths)?;
     let mut out = Scan::default();
     let disabled = disabled_mailboxes(&paths.install, &mut out);
     let backup_id = std::fs::metadata(backup_dir).ok().map(|m| file_id(&m));
@@ -266,7 +285,7 @@ fn walk(
                     .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
                 {
                     out.skipped.push(Skipped {
-                        reason: "vanished".into(),
+                        reason: SkipReason::Vanished,
                         path: rel,
                     });
                     out.problems += 1;
@@ -274,7 +293,7 @@ fn walk(
                 }
                 if skip_unreadable {
                     out.skipped.push(Skipped {
-                        reason: "unreadable".into(),
+                        reason: SkipReason::Unreadable,
                         path: rel,
                     });
                     out.problems += 1;
@@ -287,9 +306,21 @@ fn walk(
             }
         };
         let path = entry.path();
+        // A restore's own staging area and lock (left by a killed restore) are not data.
+        if entry.depth() > 0
+            && entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(STAGING_PREFIX))
+        {
+            if entry.file_type().is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
         let Some(rel) = paths.rel(path) else {
             out.skipped.push(Skipped {
-                reason: "not-utf8".into(),
+                reason: SkipReason::NotUtf8,
                 path: path.to_string_lossy().into_owned(),
             });
             out.problems += 1;
@@ -307,7 +338,7 @@ fn walk(
                 && disabled.contains(&(m.domain.to_lowercase(), m.mailbox.to_lowercase()))
             {
                 out.skipped.push(Skipped {
-                    reason: "disabled-user".into(),
+                    reason: SkipReason::DisabledUser,
                     path: rel,
                 });
                 walker.skip_current_dir();
@@ -325,14 +356,14 @@ fn walk(
         }
         if !entry.file_type().is_file() {
             out.skipped.push(Skipped {
-                reason: "special-file".into(),
+                reason: SkipReason::SpecialFile,
                 path: rel,
             });
             continue;
         }
         if layout::check_relative(&rel).is_err() {
             out.skipped.push(Skipped {
-                reason: "unsafe-name".into(),
+                reason: SkipReason::UnsafeName,
                 path: rel,
             });
             out.problems += 1;
@@ -346,7 +377,7 @@ fn walk(
             }),
             Err(_) => {
                 out.skipped.push(Skipped {
-                    reason: "vanished".into(),
+                    reason: SkipReason::Vanished,
                     path: rel,
                 });
                 out.problems += 1;

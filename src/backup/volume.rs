@@ -8,8 +8,8 @@
 //! uncommitted writer removes its temporaries.
 
 use std::fs::File;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Write};
+use std::path::PathBuf;
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use mailvault_formats::layout::{CATALOG_ENTRY, SUMMARY_ENTRY, VERSION_ENTRY};
@@ -18,8 +18,10 @@ use mailvault_formats::{ArchiveName, Mtime, Summary, VersionInfo};
 use zip::write::{FullFileOptions, PreparedZipFile, SimpleFileOptions};
 use zip::{CompressionMethod, ZipWriter};
 
+use mailvault_repo::Repository;
+use mailvault_repo::storage::{Lock, Pending};
+
 use crate::error::{Error, Result};
-use crate::repo::{TEMP_PREFIX, sync_dir};
 
 /// Compression of `@backup/` entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -87,7 +89,7 @@ fn dos_time(mtime: Mtime) -> zip::DateTime {
 /// finalize again on drop neither fails nor prints; the first error has
 /// already been returned to the writer, which removes the temporary.
 struct VolumeFile {
-    inner: BufWriter<File>,
+    inner: Box<dyn Pending>,
     failed: bool,
     pos: u64,
     len: u64,
@@ -151,6 +153,7 @@ impl std::io::Seek for VolumeFile {
 struct OpenVolume {
     zip: ZipWriter<VolumeFile>,
     number: u32,
+    /// How messages name the volume being written.
     temp: PathBuf,
     /// Bytes the central directory will take (upper bound).
     central: u64,
@@ -161,18 +164,25 @@ struct OpenVolume {
     bytes: u64,
 }
 
+/// A volume written and made durable, not yet under its final name.
+struct Closed {
+    number: u32,
+    object: Box<dyn Pending>,
+    bytes: u64,
+}
+
 /// Writes the volumes of one backup.
 pub(crate) struct VolumeWriter {
-    dir: PathBuf,
+    repo: Repository,
     name: ArchiveName,
     version: VersionInfo,
     split: u64,
     compression: Compression,
     level: Option<i64>,
     current: Option<OpenVolume>,
-    /// Finished volumes: (number, temporary path).
-    finished: Vec<(u32, PathBuf)>,
-    committed: bool,
+    /// Finished volumes, under temporary names until committed (dropping
+    /// them removes the temporaries).
+    finished: Vec<Closed>,
     /// Files and bytes under `@backup/` written so far.
     pub files: u64,
     /// Uncompressed bytes written so far.
@@ -181,7 +191,7 @@ pub(crate) struct VolumeWriter {
 
 impl VolumeWriter {
     pub(crate) fn new(
-        dir: &Path,
+        repo: &Repository,
         version: VersionInfo,
         split: u64,
         compression: Compression,
@@ -189,7 +199,7 @@ impl VolumeWriter {
     ) -> Result<Self> {
         let name = ArchiveName::new(version.kind, version.started);
         let mut w = Self {
-            dir: dir.to_path_buf(),
+            repo: repo.clone(),
             name,
             version,
             split,
@@ -197,7 +207,6 @@ impl VolumeWriter {
             level,
             current: None,
             finished: Vec::new(),
-            committed: false,
             files: 0,
             bytes: 0,
         };
@@ -210,16 +219,15 @@ impl VolumeWriter {
         self.current.as_ref().map_or(0, |v| v.number)
     }
 
-    fn temp_path(&self, number: u32) -> PathBuf {
-        self.dir
-            .join(format!("{TEMP_PREFIX}{}", self.name.with_volume(number)))
-    }
-
     fn open(&mut self, number: u32) -> Result<()> {
-        let temp = self.temp_path(number);
-        let file = File::create_new(&temp).map_err(Error::io("cannot create", &temp))?;
+        let final_name = self.name.with_volume(number).to_string();
+        let temp = PathBuf::from(self.repo.storage().describe(&format!(
+            "{}{final_name}",
+            mailvault_repo::storage::TEMP_PREFIX
+        )));
+        let object = self.repo.storage().create(&final_name)?;
         let out = VolumeFile {
-            inner: BufWriter::with_capacity(1 << 20, file),
+            inner: object,
             failed: false,
             pos: 0,
             len: 0,
@@ -357,7 +365,16 @@ impl VolumeWriter {
             volume_bytes: cur.bytes,
             totals,
             notes: notes.to_vec(),
-            skipped: skipped.to_vec(),
+            // The summary stays under the readers' size bound however much was skipped.
+            skipped: skipped
+                .iter()
+                .take(mailvault_formats::limits::MAX_SKIPPED_LINES)
+                .cloned()
+                .collect(),
+            skipped_more: skipped
+                .len()
+                .saturating_sub(mailvault_formats::limits::MAX_SKIPPED_LINES)
+                as u64,
         }
     }
 
@@ -398,14 +415,13 @@ impl VolumeWriter {
         cur.zip
             .write_all(summary.to_text().as_bytes())
             .map_err(Error::io("cannot write", &cur.temp))?;
-        let out = cur.zip.finish().map_err(zip_err(&cur.temp))?;
-        let file = out
-            .inner
-            .into_inner()
-            .map_err(|e| Error::io("cannot write", &cur.temp)(e.into_error()))?;
-        file.sync_all()
-            .map_err(Error::io("cannot sync", &cur.temp))?;
-        self.finished.push((cur.number, cur.temp));
+        let mut out = cur.zip.finish().map_err(zip_err(&cur.temp))?;
+        out.inner.finish()?;
+        self.finished.push(Closed {
+            number: cur.number,
+            bytes: out.len,
+            object: out.inner,
+        });
         Ok(())
     }
 
@@ -431,52 +447,33 @@ pub(crate) struct Finished {
 }
 
 impl Finished {
-    /// Renames the temporaries to their final names: continuation volumes
-    /// first, the first volume last (its presence commits the set). Returns
-    /// the final paths in volume order.
-    pub(crate) fn commit(mut self) -> Result<Vec<PathBuf>> {
+    /// Commits the volumes through the repository (continuation volumes
+    /// first, the first volume last, under a journal). Returns the final
+    /// names in volume order.
+    pub(crate) fn commit(mut self, lock: &Lock) -> Result<Vec<String>> {
         let w = &mut self.writer;
-        let mut finals = Vec::new();
-        let mut order: Vec<(u32, PathBuf)> = w.finished.clone();
-        order.sort_by_key(|(n, _)| if *n == 0 { u32::MAX } else { *n });
-        for (n, temp) in &order {
-            let dest = w.dir.join(w.name.with_volume(*n).to_string());
-            std::fs::rename(temp, &dest).map_err(Error::io("cannot rename into place", &dest))?;
-            finals.push((*n, dest));
-        }
-        sync_dir(&w.dir)?;
-        w.committed = true;
-        finals.sort_by_key(|(n, _)| *n);
-        Ok(finals.into_iter().map(|(_, p)| p).collect())
+        let volumes: Vec<(u32, Box<dyn Pending>)> =
+            w.finished.drain(..).map(|c| (c.number, c.object)).collect();
+        Ok(w.repo.commit_set(&w.name.stem(), volumes, lock)?)
     }
 
     /// Bytes of all volumes.
     pub(crate) fn compressed(&self) -> u64 {
-        self.writer
-            .finished
-            .iter()
-            .filter_map(|(_, p)| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum()
+        self.writer.finished.iter().map(|c| c.bytes).sum()
     }
 }
 
 impl Drop for VolumeWriter {
     fn drop(&mut self) {
-        if self.committed {
-            return;
-        }
+        // Uncommitted objects remove their temporaries when dropped; the zip
+        // writer of an unfinished volume goes first (it may try to finish).
         if let Some(cur) = self.current.take() {
             drop(cur.zip);
-            let _ = std::fs::remove_file(&cur.temp);
-        }
-        for (_, p) in &self.finished {
-            let _ = std::fs::remove_file(p);
         }
     }
 }
 
-fn zip_err(path: &Path) -> impl FnOnce(zip::result::ZipError) -> Error + '_ {
+fn zip_err(path: &std::path::Path) -> impl FnOnce(zip::result::ZipError) -> Error + '_ {
     move |e| match e {
         zip::result::ZipError::Io(source) => Error::Io {
             action: "cannot write",

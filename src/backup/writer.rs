@@ -205,7 +205,7 @@ pub(crate) fn write_items(
                     }
                     Outcome::Vanished => {
                         skipped.push(Skipped {
-                            reason: "vanished".into(),
+                            reason: mailvault_formats::SkipReason::Vanished,
                             path: rel.clone(),
                         });
                         problems += 1;
@@ -219,7 +219,7 @@ pub(crate) fn write_items(
                             });
                         }
                         skipped.push(Skipped {
-                            reason: "unreadable".into(),
+                            reason: mailvault_formats::SkipReason::Unreadable,
                             path: rel.clone(),
                         });
                         problems += 1;

@@ -9,13 +9,15 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use mailvault::backup::{self, BackupOptions};
-use mailvault_formats::{ArchiveKind, ByteSize};
-use mailvault_recover::apply::{self, ApplyOptions};
-use mailvault_recover::chain::{self, Chain, Pick};
-use mailvault_recover::plan::{self, RestorePlan, Targets};
-use mailvault_recover::select::{Part, RestoreRequest, Selection};
-use mailvault_recover::source::LocalDir;
+use mailvault::restore::ArchiveSafetyCopy;
+use mailvault_formats::ByteSize;
+use mailvault_recover::plan::RestorePlan;
+use mailvault_recover::{
+    Destination, ExecuteOptions, Inventory, Part, RestoreReport, RestoreRequest, RunningCheck,
+};
+use mailvault_repo::Repository;
+use mailvault_repo::chain::{self, Pick};
+use mailvault_repo::storage::{LocalDir, LockMode};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -30,10 +32,11 @@ Examples:
 Mask parts (-m): cfg (mailserver.cfg, users.cfg), mail, lists, public, license, sslca, sslcert, spam.
 
 Exit codes:
-  0  restored (or listed)
+  0  restored exactly what was asked (or listed)
   1  error: nothing live was changed (or, during the swap, each folder is old or new: run again)
   2  usage error
-  3  --salvage restored what was intact; some files could not be restored (listed)
+  3  finished, but not everything: files not restored (listed), a salvage, or a damaged
+     newer backup passed over for an older one
   6  the mail server is running (use --force if you are sure)";
 
 /// Restore mail, configuration, licences and certificates from mailvault / Kerio backups.
@@ -111,7 +114,7 @@ mod progress;
 #[path = "../cli/report.rs"]
 mod report;
 
-const EXIT_SALVAGED: u8 = 3;
+const EXIT_PARTIAL: u8 = 3;
 const EXIT_RUNNING: u8 = 6;
 
 fn main() -> ExitCode {
@@ -120,42 +123,42 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             report::error(&err);
-            if matches!(
-                err.downcast_ref::<mailvault_recover::Error>(),
-                Some(mailvault_recover::Error::ServerRunning(_))
-            ) {
-                ExitCode::from(EXIT_RUNNING)
-            } else {
-                ExitCode::FAILURE
+            match err.downcast_ref::<mailvault_recover::Error>() {
+                Some(mailvault_recover::Error::ServerRunning(_)) => ExitCode::from(EXIT_RUNNING),
+                Some(e) if e.is_usage() => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
             }
         }
     }
 }
 
 fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let (dir, pick) = if a.source.is_dir() {
-        (
+    let (dir, pick) = match std::fs::metadata(&a.source) {
+        Ok(m) if m.is_dir() => (
             a.source.clone(),
             a.at.map_or(Pick::Newest, |t| Pick::At(t.with_timezone(&chrono::Utc))),
-        )
-    } else {
-        let file = a
-            .source
-            .file_name()
-            .and_then(|f| f.to_str())
-            .context("the archive name is not UTF-8")?
-            .to_string();
-        let dir = a
-            .source
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        (dir, Pick::Archive(file))
+        ),
+        Ok(_) => {
+            let file = a
+                .source
+                .file_name()
+                .and_then(|f| f.to_str())
+                .context("the archive name is not UTF-8")?
+                .to_string();
+            let dir = a
+                .source
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            (dir, Pick::Archive(file))
+        }
+        Err(e) => {
+            return Err(
+                anyhow::Error::new(e).context(format!("cannot open `{}`", a.source.display()))
+            );
+        }
     };
-    let src = LocalDir::new(&dir);
-    // Held to the end: no rotation deletes the chain while it is read.
-    let _lock = mailvault::repo::BackupDir::new(&dir).lock_shared()?;
-    let chain = chain::resolve(&src, pick, a.salvage)?;
+    let repo = Repository::new(LocalDir::new(&dir));
     let mask = a
         .mask
         .as_ref()
@@ -165,222 +168,125 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()
         })
         .transpose()?;
+    let destination = match &a.into {
+        Some(into) => Destination::into_dir(into),
+        None => {
+            let mut d = Destination::install(&a.install_dir);
+            if let Some(s) = &a.store {
+                d.store_dir.clone_from(s);
+            }
+            if let Some(c) = &a.cfgdir {
+                d.cfg_dir.clone_from(c);
+            }
+            d
+        }
+    };
     let req = RestoreRequest {
+        pick,
         domain: a.domain.clone(),
         user: a.user.clone(),
         folder: a.folder.clone(),
         mask,
+        destination,
+        as_folder: a.as_folder.clone(),
+        salvage: a.salvage,
     };
+    req.check()?;
 
     if a.list {
-        return list(&chain, &req, a.json);
-    }
-    let sel = Selection::new(&req, &chain)?;
-    let mut targets = match &a.into {
-        Some(into) => {
-            if into.exists() && std::fs::read_dir(into)?.next().is_some() {
-                anyhow::bail!(
-                    "`{}` is not empty: --into needs an empty or new directory",
-                    into.display()
-                );
-            }
-            Targets::install(into)
-        }
-        None => {
-            let mut t = Targets::install(&a.install_dir);
-            if let Some(s) = &a.store {
-                t.store_dir.clone_from(s);
-            }
-            if let Some(c) = &a.cfgdir {
-                t.cfg_dir.clone_from(c);
-            }
-            t
-        }
-    };
-    if let Some(name) = &a.as_folder {
-        let (Some(d), Some(u), Some(f)) = (&a.domain, &a.user, &a.folder) else {
-            anyhow::bail!("--as-folder needs -d, -u and -f");
-        };
-        let from = format!("store/mail/{d}/{u}/{f}");
-        let parent = Path::new(f)
-            .parent()
-            .map(|p| p.to_string_lossy().into_owned())
-            .filter(|p| !p.is_empty());
-        let to = match parent {
-            Some(p) => format!("store/mail/{d}/{u}/{p}/{name}"),
-            None => format!("store/mail/{d}/{u}/{name}"),
-        };
-        if targets.dest(&to)?.exists() {
-            anyhow::bail!(
-                "folder `{name}` already exists in {u}@{d}: choose another --as-folder name"
-            );
-        }
-        targets.rename = Some((from, to));
-    }
-    let p = plan::plan(&chain, &sel, &targets)?;
-    if a.dry_run {
-        print_plan(&chain, &p, a.json)?;
+        let _lock = repo.lock(LockMode::Shared, "kmsrecover -l")?;
+        let chain = chain::resolve(&repo, &req.pick, a.salvage)?;
+        let inv = mailvault_recover::inventory(&chain, &req)?;
+        print_inventory(&inv, a.json)?;
         return Ok(ExitCode::SUCCESS);
     }
-    let live = a.into.is_none() && a.as_folder.is_none();
-    if live
-        && !a.force
-        && let Some(why) = server_running(a.running_check.as_deref(), a.pid_file.as_deref())?
-    {
-        return Err(mailvault_recover::Error::ServerRunning(why).into());
-    }
-    let t0 = std::time::Instant::now();
-    let mut safety: Option<String> = None;
-    let take_copy = live
-        && !a.no_safety_copy
-        && (!p.writes.iter().all(|w| !w.replace) || !p.deletes.is_empty());
-    // Not the backup directory itself: a partial copy there would become its newest "full".
-    let safety_dir = a
-        .safety_dir
-        .clone()
-        .unwrap_or_else(|| dir.join("safety-copies"));
-    let mut before_swap = |plan: &RestorePlan| -> mailvault_recover::Result<()> {
-        if !take_copy {
-            return Ok(());
+    let prepared = mailvault_recover::prepare(&repo, req)?;
+    if a.dry_run {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&prepared.plan)?);
+        } else if !a.quiet {
+            print_plan(&prepared.plan);
         }
-        let s = safety_copy(&targets, plan, &safety_dir, &chain).map_err(|e| {
-            mailvault_recover::Error::Request(format!(
-                "safety copy failed, nothing was changed: {e}"
-            ))
-        })?;
-        safety = Some(s);
-        Ok(())
+        return Ok(ExitCode::SUCCESS);
+    }
+    let safety = ArchiveSafetyCopy {
+        dir: a
+            .safety_dir
+            .clone()
+            .unwrap_or_else(|| ArchiveSafetyCopy::beside(&dir).dir),
+    };
+    let opts = ExecuteOptions {
+        safety: (!a.no_safety_copy).then_some(&safety as &dyn mailvault_recover::SafetyCopier),
+        running: match (&a.pid_file, &a.running_check) {
+            (Some(p), _) => RunningCheck::PidFile(p.clone()),
+            (None, Some(c)) => RunningCheck::Command(c.clone()),
+            (None, None) => RunningCheck::ProcessName,
+        },
+        force: a.force,
     };
     let drawing = progress::Drawer::new(a.quiet || a.json);
-    let summary = apply::apply(
-        &src,
-        &chain,
-        &p,
-        ApplyOptions { salvage: a.salvage },
-        &drawing,
-        &mut before_swap,
-    )?;
-    let secs = t0.elapsed().as_secs_f64();
+    let report = mailvault_recover::execute(prepared, &opts, &drawing)?;
     if a.json {
-        #[derive(serde::Serialize)]
-        struct J<'a> {
-            chain: Vec<String>,
-            #[serde(flatten)]
-            summary: &'a apply::ApplySummary,
-            safety_copy: Option<String>,
-            seconds: f64,
-        }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&J {
-                chain: chain_names(&chain),
-                summary: &summary,
-                safety_copy: safety,
-                seconds: secs
-            })?
-        );
-    } else if !a.quiet {
-        println!("restored from {}", chain_names(&chain).join(" + "));
-        println!(
-            "  written:   {} files, {}",
-            summary.written,
-            ByteSize(summary.bytes)
-        );
-        println!("  deleted:   {} files", summary.deleted);
-        println!("  unchanged: {} files", summary.unchanged);
-        println!("  time:      {secs:.1}s");
-        for r in &summary.roots {
-            println!("  replaced:  {r}");
-        }
-        if let Some(s) = &safety {
-            println!("  safety copy: {s} (undo: kmsrecover with the same options on this archive)");
-        }
-        for n in &summary.not_restored {
-            println!("  NOT restored: {} ({})", n.path, n.reason);
-        }
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, a.quiet);
     }
-    Ok(if summary.not_restored.is_empty() {
+    Ok(if report.is_complete() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(EXIT_SALVAGED)
+        ExitCode::from(EXIT_PARTIAL)
     })
 }
 
-fn chain_names(c: &Chain) -> Vec<String> {
-    std::iter::once(&c.full)
-        .chain(c.differential.as_ref())
-        .map(|s| s.name.to_string())
-        .collect()
-}
-
-/// Saves the current state of every root that will change as a `C` archive.
-fn safety_copy(
-    targets: &Targets,
-    plan: &RestorePlan,
-    dir: &Path,
-    chain: &Chain,
-) -> anyhow::Result<String> {
-    let mut opts = BackupOptions::new(ArchiveKind::Copy, &targets.cfg_dir);
-    opts.store_dir = Some(targets.store_dir.clone());
-    opts.backup_dir = dir.to_path_buf();
-    opts.only = Some(
-        plan.roots
-            .iter()
-            .filter(|r| r.changes)
-            .map(|r| r.rel.clone())
-            .collect(),
-    );
-    opts.notes = vec![format!(
-        "safety copy taken by kmsrecover before restoring {} from {}",
-        opts.only.as_ref().map(|o| o.join(", ")).unwrap_or_default(),
-        chain_names(chain).join(" + ")
-    )];
-    let s = backup::run_backup(&opts, &mailvault::NoProgress)?;
-    Ok(s.volumes
-        .first()
-        .map(|p| p.display().to_string())
-        .unwrap_or(s.archive))
-}
-
-/// Whether the mail server runs: `check` exits 0, the pid file names a live
-/// process, or (by default) a process named `mailserver` exists.
-fn server_running(check: Option<&str>, pid_file: Option<&Path>) -> anyhow::Result<Option<String>> {
-    if let Some(pf) = pid_file {
-        let pid = std::fs::read_to_string(pf)
-            .ok()
-            .and_then(|s| s.trim().parse::<u32>().ok());
-        return Ok(pid
-            .filter(|p| Path::new(&format!("/proc/{p}")).exists())
-            .map(|p| format!("pid file `{}` names live process {p}", pf.display())));
-    }
-    if let Some(cmd) = check {
-        let st = std::process::Command::new("sh")
-            .args(["-c", cmd])
-            .status()
-            .with_context(|| format!("cannot run --running-check `{cmd}`"))?;
-        return Ok(st.success().then(|| format!("`{cmd}` says so")));
-    }
-    for e in std::fs::read_dir("/proc")?.flatten() {
-        if let Ok(comm) = std::fs::read_to_string(e.path().join("comm"))
-            && comm.trim() == "mailserver"
-        {
-            return Ok(Some(format!(
-                "process `mailserver`, pid {}",
-                e.file_name().to_string_lossy()
-            )));
+/// What was done, and (always, even with -q) what was not.
+fn print_report(r: &RestoreReport, quiet: bool) {
+    if !quiet {
+        println!("restored from {}", r.chain.join(" + "));
+        println!("  written:   {} files, {}", r.written, ByteSize(r.bytes));
+        println!("  removed:   {} files", r.deleted);
+        println!("  unchanged: {} files", r.unchanged);
+        println!("  time:      {:.1}s", r.seconds);
+        for root in &r.restored {
+            println!("  restored:  {} -> {}", root.rel, root.dest.display());
+        }
+        if let Some(s) = &r.safety_copy {
+            println!("  safety copy: {s} (undo: kmsrecover with the same options on this archive)");
+        }
+        for n in &r.notes {
+            println!("  note:      {n}");
+        }
+        let kept = r.kept.len();
+        for k in r.kept.iter().take(20) {
+            println!("  kept:      {} ({})", k.path.display(), k.reason);
+        }
+        if kept > 20 {
+            println!(
+                "  kept:      … and {} more (--json lists them all)",
+                kept - 20
+            );
         }
     }
-    Ok(None)
+    for p in r.passed_over.iter().filter(|p| p.damaged) {
+        eprintln!(
+            "warning: passed over {} ({}): an older backup was restored",
+            p.stem, p.reason
+        );
+    }
+    for n in &r.not_restored {
+        println!("  NOT restored: {} ({})", n.path, n.reason);
+    }
+    for f in &r.index_bad {
+        println!(
+            "  index rebuilt: {} (index.fld renamed to index.bad; the server rebuilds it)",
+            f.display()
+        );
+    }
 }
 
-fn print_plan(chain: &Chain, p: &RestorePlan, json: bool) -> anyhow::Result<()> {
-    if json {
-        println!("{}", serde_json::to_string_pretty(p)?);
-        return Ok(());
-    }
+fn print_plan(p: &RestorePlan) {
     println!(
         "dry run: restoring from {}, nothing changed",
-        chain_names(chain).join(" + ")
+        p.chain.join(" + ")
     );
     for r in &p.roots {
         println!(
@@ -407,56 +313,46 @@ fn print_plan(chain: &Chain, p: &RestorePlan, json: bool) -> anyhow::Result<()> 
             w.dest.display()
         );
     }
-    println!("  delete:  {} files", p.deletes.len());
+    println!("  remove:  {} files", p.deletes.len());
     for d in p.deletes.iter().take(50) {
         println!("           {}", d.display());
     }
+    println!("  keep:    {} items not in the backup", p.kept.len());
+    for k in p.kept.iter().take(50) {
+        println!("           {} ({})", k.path.display(), k.reason);
+    }
     println!("  same:    {} files already as backed up", p.unchanged);
-    Ok(())
+    for n in &p.not_restorable {
+        println!("  NOT restorable: {} ({})", n.path, n.reason);
+    }
+    for n in &p.notes {
+        println!("  note:    {n}");
+    }
 }
 
 /// `-l`: domains, users of a domain, or folders of a user, from the catalog alone.
-fn list(chain: &Chain, req: &RestoreRequest, json: bool) -> anyhow::Result<ExitCode> {
-    use std::collections::BTreeMap;
-    let state = chain.state()?;
-    let mut rows: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    for f in &state {
-        let Some(m) = mailvault_formats::layout::MailboxPath::parse(&f.entry.path) else {
-            continue;
-        };
-        let key = match (&req.domain, &req.user) {
-            (None, _) => m.domain.to_string(),
-            (Some(d), None) if m.domain == d => m.mailbox.to_string(),
-            (Some(d), Some(u)) if m.domain == d && m.mailbox == u => {
-                match m.rest.split_once("/#msgs/") {
-                    Some((folder, _)) => folder.to_string(),
-                    None => continue,
-                }
-            }
-            _ => continue,
-        };
-        let is_item = f.entry.path.contains("/#msgs/");
-        let r = rows.entry(key).or_default();
-        r.0 += u64::from(is_item);
-        r.1 += f.entry.size;
-    }
+fn print_inventory(inv: &Inventory, json: bool) -> anyhow::Result<()> {
     if json {
-        let v: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(k, (n, b))| serde_json::json!({"name": k, "items": n, "bytes": b}))
-            .collect();
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        let what = match (&req.domain, &req.user) {
-            (None, _) => "DOMAIN",
-            (Some(_), None) => "MAILBOX",
-            _ => "FOLDER",
-        };
-        println!("backup: {}", chain_names(chain).join(" + "));
-        println!("{what:<40} {:>8} {:>11}", "ITEMS", "SIZE");
-        for (k, (n, b)) in &rows {
-            println!("{k:<40} {n:>8} {:>11}", ByteSize(*b).to_string());
-        }
+        println!("{}", serde_json::to_string_pretty(&inv.rows)?);
+        return Ok(());
     }
-    Ok(ExitCode::SUCCESS)
+    let what = match inv.level {
+        mailvault_recover::inventory::Level::Domain => "DOMAIN",
+        mailvault_recover::inventory::Level::Mailbox => "MAILBOX",
+        mailvault_recover::inventory::Level::Folder => "FOLDER",
+    };
+    println!("backup: {}", inv.chain.join(" + "));
+    for p in &inv.passed_over {
+        eprintln!("note: passed over {} ({})", p.stem, p.reason);
+    }
+    println!("{what:<40} {:>8} {:>11}", "ITEMS", "SIZE");
+    for r in &inv.rows {
+        println!(
+            "{:<40} {:>8} {:>11}",
+            r.name,
+            r.items,
+            ByteSize(r.bytes).to_string()
+        );
+    }
+    Ok(())
 }

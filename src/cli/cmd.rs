@@ -4,11 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use mailvault::backup::{self, BackupOptions};
-use mailvault::repo::BackupDir;
 use mailvault::rotation::{self, RotationOptions};
+use mailvault::sample;
 use mailvault::schedule::{self, Schedules};
-use mailvault::{chain, sample, verify};
-use mailvault_formats::{ArchiveKind, ByteSize};
+use mailvault_formats::{ArchiveKind, ArchiveName, ByteSize};
+use mailvault_repo::storage::{LocalDir, LockMode};
+use mailvault_repo::{Repository, check};
 
 use super::args::{BackupArgs, Cli, Command, CompressionArg, Kind, RotationArgs, ScheduleCommand};
 use super::printer;
@@ -32,27 +33,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Backup(a) => backup(a, quiet),
         Command::List { dir, json } => {
-            let infos = BackupDir::new(&dir).infos()?;
-            printer::list(&chain::group(infos), json)?;
+            let listing = Repository::new(LocalDir::new(&dir)).listing()?;
+            printer::list(&listing, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { target, json } => {
-            let drawer = Drawer::new(quiet || json);
-            let report = verify::verify(&target, &drawer)?;
-            printer::verify(&report, json)?;
-            match report.problems().next() {
-                None => Ok(ExitCode::SUCCESS),
-                Some(first) => {
-                    if !json {
-                        eprintln!("error: {first}");
-                        eprintln!(
-                            "hint: restore what is intact with kmsrecover --salvage, and take a new full backup"
-                        );
-                    }
-                    Ok(ExitCode::from(EXIT_DAMAGED))
-                }
-            }
-        }
+        Command::Verify { target, json } => verify(&target, json, quiet),
         Command::Rotate {
             dir,
             rotation: r,
@@ -63,17 +48,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if !opts.is_active() {
                 anyhow::bail!("give --keep-full N and/or --keep-latest-differential-only");
             }
-            let bd = BackupDir::new(&dir);
+            let repo = Repository::new(LocalDir::new(&dir));
             let lock = if dry_run {
                 None
             } else {
-                Some(bd.lock("rotate")?)
+                Some(repo.lock(LockMode::Exclusive, "rotate")?)
             };
-            let plan = rotation::plan(bd.infos()?, opts, None);
+            // Whoever holds the lock cleans up after interrupted runs.
+            let removed = match &lock {
+                Some(l) => repo.remove_leftovers(l)?,
+                None => Vec::new(),
+            };
+            let plan = rotation::plan(repo.listing()?.sets, opts, None);
             if let Some(lock) = &lock {
-                rotation::apply(&bd, lock, &plan)?;
+                rotation::apply(&repo, lock, &plan)?;
             }
-            printer::rotation(&plan, dry_run, json)?;
+            printer::rotation(&plan, &removed, dry_run, json, quiet)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule(sc) => schedule_cmd(sc, quiet),
@@ -120,6 +110,42 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+fn verify(target: &std::path::Path, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let meta =
+        std::fs::metadata(target).with_context(|| format!("cannot open `{}`", target.display()))?;
+    let (dir, only) = if meta.is_dir() {
+        (target.to_path_buf(), None)
+    } else {
+        let file = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let name: ArchiveName = file.parse()?;
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(
+                || std::path::PathBuf::from("."),
+                std::path::Path::to_path_buf,
+            );
+        (dir, Some(name))
+    };
+    let drawer = Drawer::new(quiet || json);
+    let repo = Repository::new(LocalDir::new(&dir));
+    let report = check::verify(&repo, only, &drawer)?;
+    printer::verify(&report, json, quiet)?;
+    match report.problems().next() {
+        None => Ok(ExitCode::SUCCESS),
+        Some(first) => {
+            if !json {
+                eprintln!("error: {first}");
+                eprintln!("hint: {}", printer::verify_hint(&report));
+            }
+            Ok(ExitCode::from(EXIT_DAMAGED))
+        }
+    }
+}
+
 fn backup(a: BackupArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let kind = match a.kind {
         Kind::Full => ArchiveKind::Full,
@@ -143,7 +169,9 @@ fn backup(a: BackupArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     opts.threads = a.threads;
     if a.dry_run {
         let plan = backup::plan_backup(&opts, chrono::Utc::now())?;
-        printer::plan(&plan, a.json)?;
+        if !quiet || a.json {
+            printer::plan(&plan, a.json)?;
+        }
         return Ok(ExitCode::SUCCESS);
     }
     let drawer = Drawer::new(quiet || a.json);
@@ -190,6 +218,8 @@ fn schedule_cmd(sc: ScheduleCommand, quiet: bool) -> anyhow::Result<ExitCode> {
         }
         ScheduleCommand::Systemd { config } => {
             let exe = std::env::current_exe().unwrap_or_else(|_| "/usr/local/bin/mailvault".into());
+            // systemd runs units from `/`: a relative config path would name another file.
+            let config = std::path::absolute(&config).unwrap_or(config);
             let (service, timer) = schedule::systemd_units(&exe, &config);
             println!("{service}\n{timer}");
             Ok(ExitCode::SUCCESS)

@@ -4,12 +4,14 @@
 use std::fmt::Write as _;
 
 use mailvault::backup::{Action, BackupPlan, BackupSummary};
-use mailvault::chain::Chains;
-use mailvault::repo::ArchiveInfo;
 use mailvault::rotation::RotationPlan;
 use mailvault::schedule::{DueRun, ScheduleStatus};
-use mailvault::verify::VerifyReport;
 use mailvault_formats::ByteSize;
+use mailvault_repo::ProblemKind;
+use mailvault_repo::chain::group;
+use mailvault_repo::check::VerifyReport;
+use mailvault_repo::repository::Listing;
+use mailvault_repo::set::{SetInfo, SetStatus};
 use serde::Serialize;
 
 /// Prints a value as pretty JSON.
@@ -18,11 +20,14 @@ pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Output size as a share of input, when that means something: a small
+/// differential's archive is mostly headers and catalog, and "4075%" would
+/// only mislead.
 fn ratio(i: u64, o: u64) -> String {
-    if i == 0 {
+    if i == 0 || o > i {
         "-".into()
     } else {
-        format!("{:.1}%", 100.0 * o as f64 / i as f64)
+        format!("{:.0}% of the input", 100.0 * o as f64 / i as f64)
     }
 }
 
@@ -190,22 +195,24 @@ pub struct SetJson {
     bytes: u64,
     files: Option<u64>,
     status: String,
+    in_future: bool,
 }
 
-fn set_json(i: &ArchiveInfo) -> SetJson {
+fn set_json(i: &SetInfo) -> SetJson {
     SetJson {
         archive: i.set.name.to_string(),
         kind: i.set.name.kind.to_string(),
         started: mailvault_formats::version::format_time(i.set.name.started),
         base: i.base().map(str::to_string),
         volumes: i.set.volumes.len(),
-        bytes: i.set.size(),
+        bytes: i.bytes,
         files: i
             .summary
             .as_ref()
             .and_then(|s| s.totals.as_ref())
             .map(|t| t.files),
         status: i.status.to_string(),
+        in_future: i.in_future,
     }
 }
 
@@ -217,12 +224,17 @@ pub struct ChainJson {
 }
 
 /// `mailvault list`.
-pub fn list(c: &Chains, as_json: bool) -> anyhow::Result<()> {
+pub fn list(l: &Listing, as_json: bool) -> anyhow::Result<()> {
+    let c = group(l.sets.clone());
+    let leftovers = l.leftovers();
+    let future: Vec<&SetInfo> = l.sets.iter().filter(|s| s.in_future).collect();
     if as_json {
         #[derive(Serialize)]
-        struct L {
+        struct L<'a> {
             chains: Vec<ChainJson>,
             orphans: Vec<SetJson>,
+            not_backups: Vec<SetJson>,
+            leftovers: &'a [String],
         }
         return json(&L {
             chains: c
@@ -234,6 +246,13 @@ pub fn list(c: &Chains, as_json: bool) -> anyhow::Result<()> {
                 })
                 .collect(),
             orphans: c.orphans.iter().map(set_json).collect(),
+            not_backups: c
+                .other
+                .iter()
+                .filter(|s| matches!(s.status, SetStatus::Foreign(_)))
+                .map(set_json)
+                .collect(),
+            leftovers: &leftovers,
         });
     }
     let mut out = String::new();
@@ -242,12 +261,17 @@ pub fn list(c: &Chains, as_json: bool) -> anyhow::Result<()> {
         "{:<6} {:<13} {:<21} {:>7} {:>11} {:>9}  STATUS",
         "CHAIN", "TYPE", "STARTED (UTC)", "VOLUMES", "SIZE", "FILES"
     );
-    let row = |out: &mut String, chain: &str, i: &ArchiveInfo| {
+    let row = |out: &mut String, chain: &str, i: &SetInfo| {
         let j = set_json(i);
         let files = j.files.map_or_else(|| "-".to_string(), |f| f.to_string());
+        let future = if j.in_future {
+            " (dated in the future)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "{chain:<6} {:<13} {:<21} {:>7} {:>11} {files:>9}  {}",
+            "{chain:<6} {:<13} {:<21} {:>7} {:>11} {files:>9}  {}{future}",
             j.kind,
             j.started,
             j.volumes,
@@ -264,27 +288,49 @@ pub fn list(c: &Chains, as_json: bool) -> anyhow::Result<()> {
     for o in &c.orphans {
         row(&mut out, "orphan", o);
     }
+    for o in c
+        .other
+        .iter()
+        .filter(|s| matches!(s.status, SetStatus::Foreign(_)))
+    {
+        row(&mut out, "-", o);
+    }
     if c.chains.is_empty() && c.orphans.is_empty() {
         let _ = writeln!(out, "(no backups)");
     }
+    if !leftovers.is_empty() {
+        let _ = writeln!(
+            out,
+            "leftovers of interrupted runs (not backups; the next backup or rotation removes them): {}",
+            leftovers.join(", ")
+        );
+    }
     print!("{out}");
+    for f in future {
+        eprintln!(
+            "warning: {} is dated in the future: a wrong clock when it was written, or a stray file; restores pass it over unless it is named",
+            f.set.name
+        );
+    }
     Ok(())
 }
 
 /// `mailvault verify`.
-pub fn verify(r: &VerifyReport, as_json: bool) -> anyhow::Result<()> {
+pub fn verify(r: &VerifyReport, as_json: bool, quiet: bool) -> anyhow::Result<()> {
     if as_json {
         return json(r);
     }
     for s in &r.sets {
         if s.problems.is_empty() {
-            println!(
-                "ok       {}: {} volume(s), {} entries, {} checked",
-                s.archive,
-                s.volumes,
-                s.entries,
-                ByteSize(s.bytes)
-            );
+            if !quiet {
+                println!(
+                    "ok       {}: {} volume(s), {} entries, {} checked",
+                    s.archive,
+                    s.volumes,
+                    s.entries,
+                    ByteSize(s.bytes)
+                );
+            }
         } else {
             println!("DAMAGED  {}: {} problem(s)", s.archive, s.problems.len());
             for p in &s.problems {
@@ -292,15 +338,57 @@ pub fn verify(r: &VerifyReport, as_json: bool) -> anyhow::Result<()> {
             }
         }
     }
+    if !r.leftovers.is_empty() && !quiet {
+        println!(
+            "leftover {} file(s) of interrupted runs (not damage; the next backup or rotation removes them)",
+            r.leftovers.len()
+        );
+    }
     Ok(())
 }
 
+/// What to do about the problems `verify` found.
+#[must_use]
+pub fn verify_hint(r: &VerifyReport) -> String {
+    let kinds: Vec<ProblemKind> = r.problems().map(|p| p.kind).collect();
+    if kinds.iter().all(|k| *k == ProblemKind::Foreign) {
+        return "files named like backups that are not backups: move them out of the backup directory".into();
+    }
+    if kinds.iter().all(|k| *k == ProblemKind::Missing) {
+        return "copy the missing volumes (or a differential's base full) back into the directory; \
+                until then restore from another chain (kmsrecover --at, or an archive file), or take a new full backup"
+            .into();
+    }
+    "take a new full backup now; to get back what a damaged archive still holds, run kmsrecover --salvage on it".into()
+}
+
 /// `mailvault rotate`.
-pub fn rotation(p: &RotationPlan, dry_run: bool, as_json: bool) -> anyhow::Result<()> {
+pub fn rotation(
+    p: &RotationPlan,
+    removed: &[String],
+    dry_run: bool,
+    as_json: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
     if as_json {
-        return json(p);
+        #[derive(Serialize)]
+        struct R<'a> {
+            #[serde(flatten)]
+            plan: &'a RotationPlan,
+            removed_leftovers: &'a [String],
+        }
+        return json(&R {
+            plan: p,
+            removed_leftovers: removed,
+        });
+    }
+    if quiet {
+        return Ok(());
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
+    if !removed.is_empty() {
+        println!("removed {} leftover(s) of interrupted runs", removed.len());
+    }
     if p.delete.is_empty() {
         println!("nothing to delete; {} set(s) kept", p.keep.len());
     }

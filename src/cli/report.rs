@@ -20,6 +20,10 @@ pub fn error(err: &anyhow::Error) {
         .or_else(|| {
             err.downcast_ref::<mailvault_recover::Error>()
                 .and_then(mailvault_recover::Error::hint)
+        })
+        .or_else(|| {
+            err.downcast_ref::<mailvault_repo::Error>()
+                .and_then(mailvault_repo::Error::hint)
         });
     if let Some(h) = hint {
         eprintln!("hint: {h}");

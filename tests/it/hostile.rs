@@ -6,13 +6,16 @@ use std::path::Path;
 
 use crate::util::*;
 
-const VERSION: &str = "format-version: 1\ntool: test\ntype: full\nstarted: 2026-01-01T00:00:00Z\nhost: h\nsource: /x\nvolume: 0\n";
+/// A `.version.txt` in Kerio's own (unspecified) form: not mailvault's, so
+/// the archive is read as a Kerio backup without a catalog.
+const VERSION: &str = "Kerio Connect 9.4.1 backup\n";
 
 /// (entry name, content, is a symlink).
 type Entry<'a> = (&'a str, &'a str, bool);
 
-/// Writes `F20260101T000000Z.zip` in `dir` with `.version.txt` and the given
-/// (name, content, is_symlink) entries, no catalog (Kerio-style).
+/// Writes `F20260101T000000Z.zip` in `dir` with `.version.txt`, the given
+/// (name, content, is_symlink) entries and a `.summary.txt`, no catalog
+/// (Kerio-style).
 fn make_zip(dir: &Path, entries: &[Entry<'_>]) {
     std::fs::create_dir_all(dir).unwrap();
     let mut script = String::from(
@@ -26,7 +29,7 @@ fn make_zip(dir: &Path, entries: &[Entry<'_>]) {
             script.push_str(&format!("z.writestr({name:?}, {content:?})\n"));
         }
     }
-    script.push_str("z.close()\n");
+    script.push_str("z.writestr('.summary.txt', 'Backup finished\\n')\nz.close()\n");
     let st = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)

@@ -534,9 +534,13 @@ fn refuses_while_a_backup_holds_the_directory() {
     holder.kill().unwrap();
     holder.wait().unwrap();
     assert_eq!(out.status.code(), Some(1));
+    // The refusal names the process really holding the lock (found in
+    // /proc/locks), not the stale record in the lock file.
     assert!(
         stderr(&out).contains("in use by another mailvault run")
-            && stderr(&out).contains("command backup full"),
+            && stderr(&out).contains(&format!("pid {}", holder.id()))
+            && stderr(&out).contains("sleep 30")
+            && !stderr(&out).contains("pid 4242"),
         "{}",
         stderr(&out)
     );

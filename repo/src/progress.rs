@@ -1,6 +1,6 @@
-//! The `Progress` trait: long operations (restores here, backups and
-//! verification in `mailvault`, which re-exports it) report what they have
-//! done; the command line decides how to draw it: a bar on a terminal, plain
+//! The `Progress` trait: long operations (verification here, restores in
+//! `mailvault-recover`, backups in `mailvault`; each re-exports it) report
+//! what they have done; the command line decides how to draw it: a bar on a terminal, plain
 //! lines under cron or systemd, nothing with `--quiet` or `--json`.
 
 /// Receives progress. Implementations must be cheap: `inc` is called once per

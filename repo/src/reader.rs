@@ -1,0 +1,325 @@
+//! The one archive reader: opening a volume, checking its entries, reading
+//! its metadata within the documented bounds. `list`, `verify`, every
+//! restore and the mail tools read archives through this module only, so
+//! that what one accepts the others accept.
+//!
+//! Entry rules (docs/formats/archive.md, sections 2, 5 and 9), checked on the
+//! central directory before anything is read:
+//! - names are UTF-8 relative paths without empty, `.` or `..` components,
+//!   backslashes, drive letters or control characters (`layout::check_relative`);
+//! - no symbolic links, no duplicate names, no encrypted entries;
+//! - `.version.txt` first, `.summary.txt` last; metadata files within
+//!   [`mailvault_formats::limits`];
+//! - directory entries and unknown top-level files are tolerated and ignored.
+
+use std::io::Read;
+
+use mailvault_formats::layout::{self, CATALOG_ENTRY, SUMMARY_ENTRY, VERSION_ENTRY};
+use zip::ZipArchive;
+
+use crate::error::{Problem, ProblemKind};
+use crate::storage::{ReadSeek, Storage};
+
+/// What an entry of a volume is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryClass {
+    /// `.version.txt`, `.summary.txt` or `.catalog.tsv`.
+    Meta,
+    /// A backed-up file: its install-relative path (checked).
+    Backup(String),
+    /// A directory entry or an unknown top-level file: ignored by readers.
+    Ignored,
+}
+
+/// Classifies an entry name that passed [`Volume::check_entries`].
+#[must_use]
+pub fn classify(name: &str) -> EntryClass {
+    if matches!(name, VERSION_ENTRY | SUMMARY_ENTRY | CATALOG_ENTRY) {
+        return EntryClass::Meta;
+    }
+    match layout::rel_of_entry(name) {
+        Some(rel) => EntryClass::Backup(rel.to_string()),
+        None => EntryClass::Ignored,
+    }
+}
+
+/// Facts about one `@backup/` entry, from the central directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryFacts {
+    /// Index in the volume.
+    pub index: usize,
+    /// Uncompressed size.
+    pub size: u64,
+    /// CRC-32.
+    pub crc32: u32,
+    /// Modification time from the DOS date field (Unix seconds, UTC).
+    pub mtime: i64,
+}
+
+/// Unix seconds of a DOS date-time (which mailvault writes in UTC).
+#[must_use]
+pub fn dos_secs(d: Option<zip::DateTime>) -> i64 {
+    d.and_then(|d| {
+        chrono::NaiveDate::from_ymd_opt(
+            i32::from(d.year()),
+            u32::from(d.month()),
+            u32::from(d.day()),
+        )?
+        .and_hms_opt(
+            u32::from(d.hour()),
+            u32::from(d.minute()),
+            u32::from(d.second()),
+        )
+        .map(|t| t.and_utc().timestamp())
+    })
+    .unwrap_or(0)
+}
+
+/// One volume, opened as a ZIP archive.
+pub struct Volume {
+    /// Object name in the storage (`F20261122T010000Z.1.zip`).
+    pub name: String,
+    /// How messages name it.
+    pub place: String,
+    zip: ZipArchive<Box<dyn ReadSeek>>,
+}
+
+impl std::fmt::Debug for Volume {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Volume")
+            .field("name", &self.name)
+            .field("entries", &self.zip.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Volume {
+    /// Opens a volume and reads its central directory.
+    ///
+    /// # Errors
+    /// A [`ProblemKind::Missing`] or [`ProblemKind::Damaged`] problem.
+    pub fn open(storage: &dyn Storage, name: &str) -> Result<Self, Problem> {
+        let place = storage.describe(name);
+        let r = storage.open(name).map_err(|e| match e {
+            crate::Error::NotFound(_) => {
+                Problem::new(ProblemKind::Missing, &place, "the volume is missing")
+            }
+            e => Problem::new(ProblemKind::Damaged, &place, format!("cannot open: {e}")),
+        })?;
+        let zip = ZipArchive::new(r).map_err(|e| {
+            Problem::new(
+                ProblemKind::Damaged,
+                &place,
+                format!("not a readable ZIP archive: {e}"),
+            )
+        })?;
+        Ok(Self {
+            name: name.to_string(),
+            place,
+            zip,
+        })
+    }
+
+    /// Number of entries.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.zip.len()
+    }
+
+    /// Whether the volume has no entries.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.zip.is_empty()
+    }
+
+    /// The underlying ZIP reader (for extraction by index).
+    pub fn zip(&mut self) -> &mut ZipArchive<Box<dyn ReadSeek>> {
+        &mut self.zip
+    }
+
+    /// The name of entry `i`, if it is UTF-8.
+    #[must_use]
+    pub fn entry_name(&self, i: usize) -> Option<String> {
+        match self.zip.name_for_index(i) {
+            Some(Ok(n)) => Some(n.into_owned()),
+            _ => None,
+        }
+    }
+
+    /// Whether the volume holds an entry of this name.
+    #[must_use]
+    pub fn has(&self, name: &str) -> bool {
+        self.zip.index_for_name(name).is_some()
+    }
+
+    /// Checks every entry's name and kind on the central directory alone
+    /// (no seeks). Returns the problems found (all of them [`ProblemKind::Hostile`]).
+    #[must_use]
+    pub fn check_entries(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.zip.has_duplicate_names() {
+            out.push(Problem::new(
+                ProblemKind::Hostile,
+                &self.place,
+                "duplicate entry names in the central directory",
+            ));
+        }
+        for i in 0..self.zip.len() {
+            let f = match self.zip.by_index_data(i) {
+                Ok(f) => f,
+                Err(e) => {
+                    out.push(Problem::new(
+                        ProblemKind::Damaged,
+                        &self.place,
+                        format!("entry #{i}: {e}"),
+                    ));
+                    continue;
+                }
+            };
+            let raw = f.name_raw();
+            let shown = String::from_utf8_lossy(raw).escape_debug().to_string();
+            let hostile =
+                |why: &str| Problem::new(ProblemKind::Hostile, &self.place, why).at(&shown);
+            let Ok(name) = std::str::from_utf8(raw) else {
+                out.push(hostile("name is not UTF-8"));
+                continue;
+            };
+            if f.is_symlink() {
+                out.push(hostile("symbolic link entries are refused"));
+                continue;
+            }
+            if f.encrypted() {
+                out.push(hostile(
+                    "encrypted entries are not mailvault's (it encrypts whole files)",
+                ));
+                continue;
+            }
+            let path = name.strip_suffix('/').unwrap_or(name);
+            // Both the name and the install path it stands for must be safe
+            // (`@backup/C:/x` is a drive letter once the prefix is gone).
+            let rel = path.strip_prefix(layout::BACKUP_PREFIX).unwrap_or(path);
+            if let Err(e) = layout::check_relative(path).and_then(|()| {
+                if rel.is_empty() {
+                    Ok(())
+                } else {
+                    layout::check_relative(rel)
+                }
+            }) {
+                out.push(hostile(&e.to_string()));
+            }
+        }
+        out
+    }
+
+    /// `@backup/` entries (and root `.cfg` files) with their central-directory facts.
+    pub fn backup_entries(&self) -> impl Iterator<Item = (String, EntryFacts)> + '_ {
+        (0..self.zip.len()).filter_map(move |i| {
+            let f = self.zip.by_index_data(i).ok()?;
+            if f.is_dir() || f.is_symlink() || f.encrypted() {
+                return None;
+            }
+            let name = std::str::from_utf8(f.name_raw()).ok()?;
+            match classify(name) {
+                EntryClass::Backup(rel) => Some((
+                    rel,
+                    EntryFacts {
+                        index: i,
+                        size: f.size(),
+                        crc32: f.crc32(),
+                        mtime: dos_secs(f.last_modified()),
+                    },
+                )),
+                _ => None,
+            }
+        })
+    }
+
+    /// Name of the first and of the last entry.
+    #[must_use]
+    pub fn first_and_last(&self) -> (Option<String>, Option<String>) {
+        let n = self.zip.len();
+        (
+            self.entry_name(0),
+            n.checked_sub(1).and_then(|i| self.entry_name(i)),
+        )
+    }
+
+    /// Reads a whole metadata entry, refusing one larger than `cap` bytes
+    /// before reading it (and while reading, whatever its header claims).
+    /// `Ok(None)` when the volume has no such entry.
+    ///
+    /// # Errors
+    /// [`ProblemKind::TooLarge`] or [`ProblemKind::Damaged`].
+    pub fn read_meta(&mut self, entry: &str, cap: u64) -> Result<Option<Vec<u8>>, Problem> {
+        let Some(i) = self.zip.index_for_name(entry) else {
+            return Ok(None);
+        };
+        let too_large = || {
+            Problem::new(
+                ProblemKind::TooLarge,
+                &self.place,
+                format!("larger than the {cap} bytes a reader accepts"),
+            )
+            .at(entry)
+        };
+        let mut f = self.zip.by_index(i).map_err(|e| {
+            Problem::new(ProblemKind::Damaged, &self.place, e.to_string()).at(entry)
+        })?;
+        if f.size() > cap {
+            return Err(too_large());
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(f.size()).unwrap_or(0));
+        (&mut f).take(cap + 1).read_to_end(&mut buf).map_err(|e| {
+            Problem::new(ProblemKind::Damaged, &self.place, e.to_string()).at(entry)
+        })?;
+        if buf.len() as u64 > cap {
+            return Err(too_large());
+        }
+        Ok(Some(buf))
+    }
+
+    /// Streams an entry's content into `out`, refusing more than `limit`
+    /// bytes; returns (bytes, CRC-32 of them). The `zip` crate also checks
+    /// the central directory's CRC and the local header's name.
+    ///
+    /// # Errors
+    /// [`ProblemKind::Damaged`] naming the entry; write errors of `out` are
+    /// returned as the `Err(io::Error)` of the inner result so callers can
+    /// tell a full disk from a damaged archive.
+    pub fn copy_entry(
+        &mut self,
+        index: usize,
+        limit: u64,
+        out: &mut dyn std::io::Write,
+        buf: &mut [u8],
+    ) -> Result<std::io::Result<(u64, u32)>, Problem> {
+        let place = self.place.clone();
+        let mut f = self
+            .zip
+            .by_index(index)
+            .map_err(|e| Problem::new(ProblemKind::Damaged, &place, e.to_string()))?;
+        let name = String::from_utf8_lossy(f.name_raw()).into_owned();
+        let damaged = |m: String| Problem::new(ProblemKind::Damaged, &place, m).at(&name);
+        let mut h = crc32fast::Hasher::new();
+        let mut n = 0u64;
+        loop {
+            let got = match f.read(buf) {
+                Ok(0) => break,
+                Ok(k) => k,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(damaged(e.to_string())),
+            };
+            n += got as u64;
+            if n > limit {
+                return Err(damaged(format!(
+                    "holds more than the {limit} bytes recorded"
+                )));
+            }
+            h.update(&buf[..got]);
+            if let Err(e) = out.write_all(&buf[..got]) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok((n, h.finalize())))
+    }
+}
