@@ -294,10 +294,16 @@ impl Volume {
         buf: &mut [u8],
     ) -> Result<std::io::Result<(u64, u32)>, Problem> {
         let place = self.place.clone();
+        // Local and central headers must agree (name, method, flags): a
+        // reader walking local headers (bsdtar, salvage) must see what we see.
+        let opts = zip::read::ZipReadOptions::new().enforce_header_consistency(true);
+        let entry = self
+            .entry_name(index)
+            .unwrap_or_else(|| format!("#{index}"));
         let mut f = self
             .zip
-            .by_index(index)
-            .map_err(|e| Problem::new(ProblemKind::Damaged, &place, e.to_string()))?;
+            .by_index_with_options(index, opts)
+            .map_err(|e| Problem::new(ProblemKind::Damaged, &place, e.to_string()).at(entry))?;
         let name = String::from_utf8_lossy(f.name_raw()).into_owned();
         let damaged = |m: String| Problem::new(ProblemKind::Damaged, &place, m).at(&name);
         let mut h = crc32fast::Hasher::new();

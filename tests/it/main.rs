@@ -5,6 +5,7 @@
 
 mod backup;
 mod cli;
+mod crafted;
 mod crash;
 mod hostile;
 mod recover;

@@ -10,7 +10,7 @@
 //! name is right even when the lock file's text is stale.
 
 use std::fs::{self, File};
-use std::io::{BufReader, BufWriter, Seek, SeekFrom, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -165,7 +165,7 @@ impl Storage for LocalDir {
     fn open(&self, name: &str) -> Result<Box<dyn ReadSeek>> {
         let p = self.object(name)?;
         let f = File::open(&p).map_err(|e| not_found_or(e, self.place(name), "cannot open"))?;
-        Ok(Box::new(BufReader::with_capacity(256 * 1024, f)))
+        Ok(Box::new(SeekBuf::new(f)))
     }
 
     fn create(&self, name: &str) -> Result<Box<dyn Pending>> {
@@ -336,6 +336,91 @@ fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
     pids
 }
 
+/// A buffered reader that keeps its buffer across seeks that land inside
+/// it. ZIP readers seek to every local header and then to the entry's data,
+/// both usually a few bytes ahead; `std::io::BufReader` drops its buffer on
+/// every seek and so re-reads (and copies) a whole buffer per entry.
+struct SeekBuf<R> {
+    inner: R,
+    buf: Box<[u8]>,
+    /// File offset of `buf[0]`.
+    start: u64,
+    /// Valid bytes in `buf`.
+    len: usize,
+    /// Read position within `buf`.
+    pos: usize,
+}
+
+impl<R: Read + Seek> SeekBuf<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            buf: vec![0u8; 256 * 1024].into_boxed_slice(),
+            start: 0,
+            len: 0,
+            pos: 0,
+        }
+    }
+}
+
+impl<R: Read + Seek> Read for SeekBuf<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.len {
+            // Large reads bypass the buffer.
+            if out.len() >= self.buf.len() {
+                let n = self.inner.read(out)?;
+                self.start += (self.len + n) as u64;
+                self.len = 0;
+                self.pos = 0;
+                return Ok(n);
+            }
+            self.start += self.len as u64;
+            self.len = self.inner.read(&mut self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for SeekBuf<R> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let here = self.start + self.pos as u64;
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => here.checked_add_signed(d),
+            SeekFrom::End(_) => None,
+        };
+        if let Some(t) = target
+            && t >= self.start
+            && t <= self.start + self.len as u64
+        {
+            self.pos = usize::try_from(t - self.start).unwrap_or(self.len);
+            return Ok(t);
+        }
+        let t = match to {
+            SeekFrom::Current(d) => {
+                self.inner
+                    .seek(SeekFrom::Start(here.checked_add_signed(d).ok_or_else(
+                        || {
+                            std::io::Error::new(
+                                std::io::ErrorKind::InvalidInput,
+                                "seek before the start",
+                            )
+                        },
+                    )?))?
+            }
+            other => self.inner.seek(other)?,
+        };
+        self.start = t;
+        self.len = 0;
+        self.pos = 0;
+        Ok(t)
+    }
+}
+
 /// A file being written beside its final name.
 struct LocalPending {
     name: String,
@@ -429,7 +514,7 @@ fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
 
 /// Reads a whole small file; used by tests of this module only.
 #[cfg(test)]
-fn read_all(mut r: impl std::io::Read) -> Vec<u8> {
+fn read_all(mut r: impl Read) -> Vec<u8> {
     let mut v = Vec::new();
     let _ = r.read_to_end(&mut v);
     v
@@ -475,6 +560,47 @@ mod tests {
             b"pid 1\nstarted 2020-01-01T00:00:00Z\ncommand backup full\n",
             "a shared holder does not rewrite the record"
         );
+    }
+
+    #[test]
+    fn seek_buf_reads_what_the_file_holds_whatever_the_seeks() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut r = SeekBuf::new(std::io::Cursor::new(data.clone()));
+        let mut state = 7u64;
+        for _ in 0..2000 {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            let at = state % 1_000_000;
+            let n = usize::try_from((state >> 20) % 70_000).unwrap();
+            let pos = match state % 3 {
+                0 => r.seek(SeekFrom::Start(at)).unwrap(),
+                1 => {
+                    let here = r.stream_position().unwrap();
+                    let d = i64::try_from(at).unwrap() - i64::try_from(here).unwrap();
+                    r.seek(SeekFrom::Current(d)).unwrap()
+                }
+                _ => r
+                    .seek(SeekFrom::End(-i64::try_from(1_000_000 - at).unwrap()))
+                    .unwrap(),
+            };
+            assert_eq!(pos, at);
+            let mut buf = vec![0u8; n];
+            let got = {
+                let mut total = 0;
+                while total < n {
+                    let k = r.read(&mut buf[total..]).unwrap();
+                    if k == 0 {
+                        break;
+                    }
+                    total += k;
+                }
+                total
+            };
+            let want = &data
+                [usize::try_from(at).unwrap()..(usize::try_from(at).unwrap() + n).min(data.len())];
+            assert_eq!(&buf[..got], want);
+        }
     }
 
     #[test]
