@@ -51,6 +51,7 @@ pub struct Restored {
     /// Install-relative path in the backup.
     pub rel: String,
     /// Where it is now.
+    #[serde(serialize_with = "crate::serde_path::path")]
     pub dest: PathBuf,
 }
 
@@ -63,6 +64,8 @@ pub struct RestoreReport {
     pub passed_over: Vec<PassedOver>,
     /// Whether this was a salvage.
     pub salvaging: bool,
+    /// What a salvage found wrong with the archives it read.
+    pub problems: Vec<mailvault_repo::Problem>,
     /// Files written.
     pub written: u64,
     /// Bytes written.
@@ -78,6 +81,7 @@ pub struct RestoreReport {
     /// Files of the backed-up state that were not restored, with why.
     pub not_restored: Vec<NotRestored>,
     /// Folders whose `index.fld` was renamed to `index.bad` (rebuilt by the server).
+    #[serde(serialize_with = "crate::serde_path::paths")]
     pub index_bad: Vec<PathBuf>,
     /// The safety copy taken first.
     pub safety_copy: Option<String>,
@@ -89,11 +93,13 @@ pub struct RestoreReport {
 
 impl RestoreReport {
     /// Whether everything asked for was restored exactly: nothing lost, no
-    /// damaged newer backup passed over, and (salvage) nothing kept that
-    /// the backup would have removed. Otherwise the exit code is 3.
+    /// damaged newer backup passed over, no damage salvaged around, and
+    /// (salvage) nothing kept that the backup would have removed. Otherwise
+    /// the exit code is 3.
     #[must_use]
     pub fn is_complete(&self) -> bool {
         self.not_restored.is_empty()
+            && self.problems.is_empty()
             && !self.passed_over.iter().any(|p| p.damaged)
             && !(self.salvaging
                 && self
@@ -134,7 +140,12 @@ pub fn execute(
     let target_lock = stage::lock_target(dest, &plan.roots)?;
     let mut safety: Option<String> = None;
     let replaces = plan.writes.iter().any(|w| w.replace) || !plan.deletes.is_empty();
+    let mut repo_lock = Some(lock);
     let mut before_swap = || -> Result<()> {
+        // Everything is staged: the archives are read. Letting go of the
+        // repository now lets the safety copy be written into it (an undo
+        // from a safety copy writes the next one beside it).
+        drop(repo_lock.take());
         let Some(copier) = opts.safety.filter(|_| live && replaces) else {
             return Ok(());
         };
@@ -169,7 +180,6 @@ pub fn execute(
             return Err(e);
         }
     };
-    drop(lock);
     let mut not_restored = applied.not_restored;
     not_restored.extend(plan.not_restorable.iter().map(|u| NotRestored {
         path: u.path.clone(),
@@ -179,6 +189,7 @@ pub fn execute(
         chain: plan.chain.clone(),
         passed_over: plan.passed_over.clone(),
         salvaging: plan.salvaging,
+        problems: plan.problems.clone(),
         written: applied.written,
         bytes: applied.bytes,
         deleted: plan.deletes.len() as u64,

@@ -30,6 +30,7 @@ pub mod plan;
 pub mod request;
 pub mod running;
 pub mod select;
+mod serde_path;
 pub mod stage;
 
 pub use error::{Error, Result};

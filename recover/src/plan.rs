@@ -34,6 +34,7 @@ pub struct Write {
     /// Install-relative path (as in the backup).
     pub rel: String,
     /// Destination.
+    #[serde(serialize_with = "crate::serde_path::path")]
     pub dest: PathBuf,
     /// Which set holds it.
     pub set: SetRole,
@@ -78,6 +79,7 @@ impl std::fmt::Display for KeepReason {
 #[derive(Debug, Clone, Serialize)]
 pub struct Kept {
     /// The item (a file, or a directory kept whole).
+    #[serde(serialize_with = "crate::serde_path::path")]
     pub path: PathBuf,
     /// Why.
     pub reason: KeepReason,
@@ -89,6 +91,7 @@ pub struct Root {
     /// Install-relative root (as in the backup).
     pub rel: String,
     /// Its destination.
+    #[serde(serialize_with = "crate::serde_path::path")]
     pub dest: PathBuf,
     /// Whether the root is a single file (`users.cfg`) rather than a directory.
     pub is_file: bool,
@@ -105,6 +108,9 @@ pub struct RestorePlan {
     pub passed_over: Vec<PassedOver>,
     /// Whether this is a salvage.
     pub salvaging: bool,
+    /// Problems found in the chain (a salvage goes on past them; anything
+    /// else refuses them before planning).
+    pub problems: Vec<mailvault_repo::Problem>,
     /// Whether the plan removes live files (only when catalogs prove them absent).
     pub removes: bool,
     /// The roots restored.
@@ -112,6 +118,7 @@ pub struct RestorePlan {
     /// Files to write.
     pub writes: Vec<Write>,
     /// Files to remove.
+    #[serde(serialize_with = "crate::serde_path::paths")]
     pub deletes: Vec<PathBuf>,
     /// Live items left in place although not in the restored state.
     pub kept: Vec<Kept>,
@@ -250,6 +257,7 @@ fn make_plan(
         chain: chain.names(),
         passed_over: chain.passed.clone(),
         salvaging: chain.salvaging,
+        problems: chain.problems().cloned().collect(),
         removes,
         ..RestorePlan::default()
     };
@@ -287,7 +295,7 @@ fn make_plan(
     for root in &sel.roots {
         let rdest = dest.dest(root)?;
         let is_file = state_paths.contains_key(root.as_str());
-        let before = (out.deletes.len(), out.kept.len());
+        let before = out.deletes.len();
         let mut vanishing_dirs = false;
         match std::fs::symlink_metadata(&rdest) {
             Ok(m) if m.is_dir() && !is_file => {
@@ -320,10 +328,9 @@ fn make_plan(
             }),
             _ => {}
         }
-        let changes = out.deletes.len() > before.0
+        let changes = out.deletes.len() > before
             || vanishing_dirs
             || out.writes.iter().any(|w| w.dest.starts_with(&rdest));
-        let _ = before.1;
         out.roots.push(Root {
             rel: root.clone(),
             dest: rdest,
@@ -335,6 +342,17 @@ fn make_plan(
         for p in &out.passed_over {
             out.notes
                 .push(format!("passed over {}: {}", p.stem, p.reason));
+        }
+    }
+    for set in std::iter::once(&chain.full).chain(chain.differential.as_ref()) {
+        if chain.salvaging
+            && !set.catalog_read
+            && set.info.flavor == mailvault_repo::set::Flavor::Mailvault
+        {
+            out.notes.push(format!(
+                "the catalog of {} is lost (its last volume is missing or damaged): files stored only in missing volumes cannot be named; everything the other volumes hold intact is restored",
+                set.stem()
+            ));
         }
     }
     let unproven = out

@@ -272,6 +272,9 @@ fn print_report(r: &RestoreReport, quiet: bool) {
             p.stem, p.reason
         );
     }
+    for p in r.problems.iter().take(20) {
+        println!("  damage:    {p}");
+    }
     for n in &r.not_restored {
         println!("  NOT restored: {} ({})", n.path, n.reason);
     }

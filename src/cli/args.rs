@@ -77,16 +77,25 @@ pub enum Command {
         json: bool,
     },
     /// Scheduled backups from mailvault.toml (Kerio's default: full Sunday 01:00, differential Monday-Saturday 01:00)
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailvault schedule example > /etc/mailvault/mailvault.toml\n  mailvault schedule list\n  mailvault schedule systemd --config /etc/mailvault/mailvault.toml\n  mailvault schedule run-due        # from cron or the systemd timer"
+    )]
     Schedule(ScheduleCommand),
     /// Run the schedules in the foreground
+    #[command(
+        after_help = "Examples:\n  mailvault daemon\n  mailvault daemon --config /etc/mailvault/mailvault.toml -q\n\nA systemd timer (mailvault schedule systemd) or cron calling `schedule run-due` does the same without a resident process."
+    )]
     Daemon {
         /// The configuration file.
         #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
         config: PathBuf,
     },
     /// Write the small sample install (as committed under samples/install)
-    #[command(name = "sample-install")]
+    #[command(
+        name = "sample-install",
+        after_help = "Examples:\n  mailvault sample-install /tmp/kerio\n  mailvault sample-install --corpus /usr/lib/python3.11/test/test_email/data /tmp/kerio"
+    )]
     SampleInstall {
         /// A new, empty directory.
         out: PathBuf,
@@ -194,6 +203,9 @@ pub struct RotationArgs {
 #[derive(Debug, Subcommand)]
 pub enum ScheduleCommand {
     /// Show each schedule's next and last run
+    #[command(
+        after_help = "Examples:\n  mailvault schedule list\n  mailvault schedule list --config ./mailvault.toml --json"
+    )]
     List {
         /// The configuration file (a missing file means Kerio's default schedule).
         #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
@@ -203,7 +215,10 @@ pub enum ScheduleCommand {
         json: bool,
     },
     /// Run whatever is due now (call from cron or a systemd timer; each slot runs once)
-    #[command(name = "run-due")]
+    #[command(
+        name = "run-due",
+        after_help = "Examples:\n  mailvault schedule run-due\n  * * * * * root mailvault schedule run-due -q     # /etc/cron.d/mailvault\n\nExit codes: 0 ok or nothing due, 1 a backup failed, 3 items skipped for a problem"
+    )]
     RunDue {
         /// The configuration file.
         #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
@@ -213,11 +228,17 @@ pub enum ScheduleCommand {
         json: bool,
     },
     /// Print a systemd service and timer that call run-due
+    #[command(
+        after_help = "Examples:\n  mailvault schedule systemd --config /etc/mailvault/mailvault.toml\n  (save the two units under /etc/systemd/system/, then: systemctl enable --now mailvault-backup.timer)"
+    )]
     Systemd {
         /// The configuration file the units should use.
         #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
         config: PathBuf,
     },
     /// Print an example mailvault.toml (Kerio's default schedule)
+    #[command(
+        after_help = "Example:\n  mailvault schedule example > /etc/mailvault/mailvault.toml"
+    )]
     Example,
 }

@@ -373,3 +373,52 @@ impl TestInstall {
             .unwrap()
     }
 }
+
+/// Rewrites `zip` with Python's zipfile: entries named in `drop` left out,
+/// entries in `replace` given new content (order and other entries kept).
+pub fn rewrite_zip(zip: &Path, drop: &[&str], replace: &[(&str, &str)]) {
+    let script = r"import zipfile,sys,json,shutil
+src=sys.argv[1];drop=set(json.loads(sys.argv[2]));rep=dict(json.loads(sys.argv[3]))
+tmp=src+'.rw'
+with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp,'w',zipfile.ZIP_DEFLATED) as b:
+  for i in a.infolist():
+    if i.filename in drop: continue
+    data=rep[i.filename].encode() if i.filename in rep else a.read(i.filename)
+    b.writestr(i,data)
+shutil.move(tmp,src)
+";
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            zip.to_str().unwrap(),
+            &serde_json::to_string(drop).unwrap(),
+            &serde_json::to_string(replace).unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Peak resident memory (KiB) of a command run through Python's `resource` module.
+pub fn peak_rss_kib(program: &Path, args: &[&str]) -> (i32, u64) {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import resource,subprocess,sys\nr=subprocess.run(sys.argv[1:],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)\nprint(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)",
+            program.to_str().unwrap(),
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut it = text.split_whitespace();
+    (
+        it.next().unwrap().parse().unwrap(),
+        it.next().unwrap().parse().unwrap(),
+    )
+}

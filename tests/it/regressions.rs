@@ -1,0 +1,889 @@
+//! Regression tests of issue #6 ("Restores that never lose mail"), one per
+//! defect found by adversarial trials, each named after it. Sections refer
+//! to the issue's.
+
+use std::path::{Path, PathBuf};
+
+use crate::util::*;
+
+fn kms_in(t: &TestInstall, args: &[&str], source: &Path) -> std::process::Output {
+    let install = t.install();
+    let mut a = vec!["--install-dir", install.to_str().unwrap()];
+    a.extend_from_slice(args);
+    a.push(source.to_str().unwrap());
+    kms(&a)
+}
+
+fn first_volume(t: &TestInstall, letter: char) -> PathBuf {
+    t.archives()
+        .into_iter()
+        .find(|p| {
+            let n = p.file_name().unwrap().to_str().unwrap();
+            n.starts_with(letter) && n.len() == 21
+        })
+        .unwrap()
+}
+
+// ---- section 2: no restore may lose data ----
+
+/// (name, entries dropped, entries replaced with new content).
+type Variant<'a> = (&'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+
+#[test]
+fn issue6_an_unfinished_or_catalogless_volume_is_refused_and_nothing_live_changes() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let good = first_volume(&t, 'F');
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000300.eml"),
+        b"mail that arrived after the backup",
+    )
+    .unwrap();
+    let status =
+        entry_text(&good, ".summary.txt").replace("status: complete", "status: incomplete");
+    let variants: [Variant<'_>; 3] = [
+        ("no summary", vec![".summary.txt"], vec![]),
+        ("no catalog", vec![".catalog.tsv"], vec![]),
+        (
+            "status incomplete",
+            vec![],
+            vec![(".summary.txt", status.as_str())],
+        ),
+    ];
+    for (what, drop, replace) in variants {
+        let dir = t.tmp.path().join(what.replace(' ', "-"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join(good.file_name().unwrap());
+        std::fs::copy(&good, &copy).unwrap();
+        rewrite_zip(&copy, &drop, &replace);
+        let before = snapshot(&t.install());
+        for source in [&dir, &copy] {
+            let out = kms_in(&t, &["--no-safety-copy"], source);
+            assert_eq!(out.status.code(), Some(1), "{what}: {}", stdout(&out));
+            assert!(
+                stderr(&out).contains("unfinished") || stderr(&out).contains("no catalog"),
+                "{what}: {}",
+                stderr(&out)
+            );
+            assert!(
+                snapshot(&t.install()) == before,
+                "{what}: the live install changed"
+            );
+        }
+        // The disabled user's mailbox, which no backup holds, is still there.
+        assert!(t.path("store/mail/example.com/olduser").is_dir());
+        let v = run(&["verify", dir.to_str().unwrap()]);
+        assert_eq!(v.status.code(), Some(5), "{what}: verify agrees");
+    }
+}
+
+#[test]
+fn issue6_salvage_with_the_last_volume_missing_removes_nothing_and_exits_3() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &["--split-size", "64K"]);
+    let source = snapshot(&t.install());
+    let vols = t.archives();
+    let last = last_volume(&vols);
+    std::fs::remove_file(&last).unwrap();
+    // Live changes after the backup: one new message, one edited.
+    let new = "store/mail/example.com/john/INBOX/#msgs/00000301.eml";
+    std::fs::write(t.path(new), b"arrived today").unwrap();
+    std::fs::write(
+        t.path("store/mail/firma.cz/petr/INBOX/#msgs/00000001.eml"),
+        b"edited",
+    )
+    .unwrap();
+    let before = snapshot(&t.install());
+    let out = kms_in(&t, &["--salvage", "--no-safety-copy"], &t.backups());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("catalog") && stdout(&out).contains("is lost"),
+        "{}",
+        stdout(&out)
+    );
+    let after = snapshot(&t.install());
+    for k in before.keys() {
+        assert!(after.contains_key(k), "salvage removed live file {k}");
+    }
+    assert_eq!(after[new].0, b"arrived today");
+    // What it wrote is what the backup held, byte for byte.
+    for (k, v) in &after {
+        if before.get(k) != Some(v) {
+            assert_eq!(
+                source.get(k).map(|s| &s.0),
+                Some(&v.0),
+                "{k} is not the backed-up content"
+            );
+        }
+    }
+    assert_eq!(
+        after["store/mail/firma.cz/petr/INBOX/#msgs/00000001.eml"].0,
+        source["store/mail/firma.cz/petr/INBOX/#msgs/00000001.eml"].0,
+        "an intact file of a present volume is restored"
+    );
+}
+
+#[test]
+fn issue6_items_the_backup_skipped_stay_in_place() {
+    let t = TestInstall::sample();
+    let inbox = t.path("store/mail/example.com/john/INBOX");
+    let fifo = inbox.join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink("/etc/passwd", inbox.join("#msgs/link.eml")).unwrap();
+    let bad = {
+        use std::os::unix::ffi::OsStrExt;
+        inbox
+            .join("#msgs")
+            .join(std::ffi::OsStr::from_bytes(b"bad\xffname.eml"))
+    };
+    std::fs::write(&bad, b"not utf-8 name").unwrap();
+    std::fs::write(inbox.join("#msgs/back\\slash.eml"), b"backslash").unwrap();
+    std::fs::write(inbox.join("#msgs/line\nbreak.eml"), b"newline").unwrap();
+    let out = t.backup("full", &["--json"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "names a backup cannot store are problems: {}",
+        stderr(&out)
+    );
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let reasons: Vec<&str> = s["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.contains(&"special-file")
+            && reasons.contains(&"not-utf8")
+            && reasons.contains(&"unsafe-name")
+    );
+    let out = kms_in(
+        &t,
+        &["-d", "example.com", "-u", "john", "--json"],
+        &t.backups(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kept"].as_array().unwrap().len(), 5, "{v}");
+    for p in [
+        &fifo,
+        &inbox.join("#msgs/link.eml"),
+        &bad,
+        &inbox.join("#msgs/back\\slash.eml"),
+        &inbox.join("#msgs/line\nbreak.eml"),
+    ] {
+        assert!(
+            std::fs::symlink_metadata(p).is_ok(),
+            "{} was removed",
+            p.display()
+        );
+    }
+    // The same for a whole-install restore from the directory.
+    let out = kms_in(&t, &["-q", "--no-safety-copy"], &t.backups());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(std::fs::symlink_metadata(&bad).is_ok() && std::fs::symlink_metadata(&fifo).is_ok());
+}
+
+#[test]
+fn issue6_a_foreign_zip_is_refused_and_a_directory_restore_uses_the_good_chain() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let good = first_volume(&t, 'F');
+    // A plain ZIP named like a backup a minute newer than the good one.
+    let stem = &good.file_name().unwrap().to_str().unwrap()[1..16];
+    let t0 = chrono::NaiveDateTime::parse_from_str(stem, "%Y%m%dT%H%M%S").unwrap();
+    let foreign = t.backups().join(format!(
+        "F{}Z.zip",
+        (t0 + chrono::Duration::minutes(1)).format("%Y%m%dT%H%M%S")
+    ));
+    let st = std::process::Command::new("python3")
+        .args(["-c", "import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w')\nz.writestr('hello.txt','hi')\nz.close()", foreign.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = kms_in(&t, &["--no-safety-copy"], &foreign);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("not a backup"), "{}", stderr(&out));
+    let l = kms(&["-l", foreign.to_str().unwrap()]);
+    assert_eq!(
+        l.status.code(),
+        Some(1),
+        "-l on a foreign zip: {}",
+        stdout(&l)
+    );
+    // The directory: the good chain, with the foreign file named.
+    let into = t.tmp.path().join("into");
+    let out = kms(&[
+        "--into",
+        into.to_str().unwrap(),
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains(good.file_name().unwrap().to_str().unwrap()),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("not a backup"),
+        "the foreign file is named: {}",
+        stdout(&out)
+    );
+    assert!(into.join("users.cfg").is_file());
+    let l = kms(&["-l", t.backups().to_str().unwrap()]);
+    assert_eq!(l.status.code(), Some(0), "{}", stderr(&l));
+    assert!(stdout(&l).contains("example.com"));
+    let list = ok(&["list", t.backups().to_str().unwrap()]);
+    assert!(stdout(&list).contains("not a backup"), "{}", stdout(&list));
+    let v = run(&["verify", t.backups().to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(5));
+    assert!(
+        stderr(&v).contains(foreign.to_str().unwrap()),
+        "{}",
+        stderr(&v)
+    );
+}
+
+#[test]
+fn issue6_a_future_dated_set_does_not_shape_new_names_and_list_warns() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.backups().join("F20990101T000000Z.zip"),
+        vec![0x55u8; 4096],
+    )
+    .unwrap();
+    let s = t.backup_ok("full", &[]);
+    let name = s["archive"].as_str().unwrap();
+    let year: i32 = name[1..5].parse().unwrap();
+    assert!(
+        year < 2099,
+        "the new backup is named by the real clock: {name}"
+    );
+    let list = ok(&["list", t.backups().to_str().unwrap()]);
+    assert!(
+        stderr(&list).contains("F20990101T000000Z.zip is dated in the future"),
+        "{}",
+        stderr(&list)
+    );
+    let d = t.backup_ok("differential", &[]);
+    assert_eq!(
+        d["type"], "differential",
+        "the real newest full is the base: {d}"
+    );
+    assert_eq!(d["base"].as_str().unwrap(), &name[..17]);
+}
+
+#[test]
+fn issue6_a_restore_removes_folders_made_after_the_backup_and_leaves_no_empty_msgs() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let john = t.path("store/mail/example.com/john");
+    std::fs::create_dir_all(john.join("New Folder/#msgs")).unwrap();
+    std::fs::write(john.join("New Folder/#msgs/00000001.eml"), b"x").unwrap();
+    std::fs::write(john.join("New Folder/index.fld"), b"").unwrap();
+    std::fs::create_dir_all(john.join("Empty/#msgs")).unwrap();
+    std::fs::create_dir_all(t.path("store/mail/example.com/newbie/INBOX/#msgs")).unwrap();
+    for m in std::fs::read_dir(john.join("Deleted Items/#msgs"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::remove_file(m.path()).unwrap();
+    }
+    let before_dirs = dirs(&john);
+    kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-q",
+        "--no-safety-copy",
+        "-d",
+        "example.com",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert!(!john.join("New Folder").exists() && !john.join("Empty").exists());
+    assert!(
+        !t.path("store/mail/example.com/newbie").exists(),
+        "a mailbox made after the backup is gone"
+    );
+    assert!(
+        john.join("Deleted Items/#msgs")
+            .read_dir()
+            .unwrap()
+            .next()
+            .is_some(),
+        "emptied folder restored"
+    );
+    for d in dirs(&john) {
+        assert!(
+            std::fs::read_dir(&d).unwrap().next().is_some(),
+            "empty directory left: {}",
+            d.display()
+        );
+    }
+    assert!(before_dirs.len() > dirs(&john).len());
+}
+
+fn dirs(root: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(root)
+        .into_iter()
+        .flatten()
+        .filter(|e| e.file_type().is_dir())
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+#[test]
+fn issue6_a_wrong_install_dir_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("does/not/exist");
+    let out = run(&["backup", "full", "--install-dir", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a Kerio Connect install"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !missing.exists() && !tmp.path().join("does").exists(),
+        "nothing created"
+    );
+    // An explicit, new backup directory is not left behind either.
+    let backups = tmp.path().join("new/backups");
+    let out = run(&[
+        "backup",
+        "full",
+        "--install-dir",
+        missing.to_str().unwrap(),
+        "--backup-dir",
+        backups.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!tmp.path().join("new").exists());
+    // A directory holding only an empty store/backup (what the old bug made) is no install.
+    std::fs::create_dir_all(tmp.path().join("fake/store/backup")).unwrap();
+    let out = run(&[
+        "backup",
+        "full",
+        "--install-dir",
+        tmp.path().join("fake").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+}
+
+// ---- section 4: bounded resources on hostile input ----
+
+#[test]
+fn issue6_metadata_bombs_are_refused_within_bounded_memory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases = tmp.path().join("cases");
+    let st = std::process::Command::new("python3")
+        .arg(repo_root().join("tests/data/crafted/make.py"))
+        .arg(&cases)
+        .args([
+            "--case",
+            "version-bomb",
+            "--case",
+            "summary-bomb",
+            "--case",
+            "catalog-bomb",
+            "--case",
+            "good-full",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let mv = Path::new(env!("CARGO_BIN_EXE_mailvault"));
+    let km = Path::new(env!("CARGO_BIN_EXE_kmsrecover"));
+    for case in ["version-bomb", "summary-bomb", "catalog-bomb"] {
+        let dir = cases.join(case);
+        let d = dir.to_str().unwrap();
+        for (prog, args, want) in [
+            (mv, vec!["list", d], 0),
+            (mv, vec!["verify", d], 5),
+            (km, vec!["-l", d], 1),
+        ] {
+            let (code, kib) = peak_rss_kib(prog, &args);
+            assert_eq!(code, want, "{case}: {args:?}");
+            assert!(kib < 200 * 1024, "{case}: {args:?} peaked at {kib} KiB");
+        }
+    }
+}
+
+// ---- section 5: crashes and concurrency ----
+
+#[test]
+fn issue6_an_interrupted_commit_reads_as_leftovers_and_every_lock_holder_removes_them() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    t.backup_ok("full", &["--split-size", "64K"]);
+    let vols: Vec<PathBuf> = t.archives().into_iter().skip(1).collect();
+    let first = vols[0].clone();
+    let stem = first.file_name().unwrap().to_str().unwrap()[..17].to_string();
+    // As a kill during the final renames leaves it: the journal, the
+    // continuation volumes renamed, the first volume still a temporary.
+    std::fs::rename(
+        &first,
+        t.backups().join(format!(".mailvault-tmp-{stem}.zip")),
+    )
+    .unwrap();
+    std::fs::write(
+        t.backups().join(format!(".mailvault-journal-{stem}")),
+        "commit\n",
+    )
+    .unwrap();
+    let list = ok(&["list", t.backups().to_str().unwrap()]);
+    assert!(
+        stdout(&list).contains("leftovers of interrupted runs"),
+        "{}",
+        stdout(&list)
+    );
+    assert!(
+        !stdout(&list).contains("missing volume"),
+        "{}",
+        stdout(&list)
+    );
+    let v = run(&["verify", t.backups().to_str().unwrap()]);
+    assert_eq!(
+        v.status.code(),
+        Some(0),
+        "leftovers are not damage: {}{}",
+        stdout(&v),
+        stderr(&v)
+    );
+    assert!(stdout(&v).contains("leftover"));
+    assert!(!stderr(&v).contains("--salvage"));
+    // A restore ignores them: it uses the complete older full.
+    let into = t.tmp.path().join("into");
+    kms_ok(&[
+        "--into",
+        into.to_str().unwrap(),
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+    // rotate holds the lock: it removes them (not only backup does).
+    let out = ok(&["rotate", t.backups().to_str().unwrap(), "--keep-full", "5"]);
+    assert!(stdout(&out).contains("removed"), "{}", stdout(&out));
+    assert!(
+        t.archives()
+            .iter()
+            .all(|p| !p.to_str().unwrap().contains(&stem))
+    );
+    assert_eq!(
+        count_prefixed(&t.backups(), ".mailvault-"),
+        0,
+        "no temporary and no journal left"
+    );
+    // Continuation volumes without a journal are damage, and are kept for salvage.
+    t.backup_ok("full", &["--split-size", "64K"]);
+    let newest = t
+        .archives()
+        .into_iter()
+        .rev()
+        .find(|p| p.to_str().unwrap().ends_with("Z.zip"))
+        .unwrap();
+    std::fs::remove_file(&newest).unwrap();
+    let v = run(&["verify", t.backups().to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(5));
+    assert!(stderr(&v).contains("missing volume 0"), "{}", stderr(&v));
+    let n = t.archives().len();
+    ok(&["rotate", t.backups().to_str().unwrap(), "--keep-full", "5"]);
+    assert_eq!(t.archives().len(), n, "damage is never cleaned away");
+}
+
+#[test]
+fn issue6_a_killed_user_restore_leaves_no_staging_where_the_server_looks() {
+    let t = TestInstall::generated(3000, 11);
+    t.backup_ok("full", &[]);
+    let user_dir = std::fs::read_dir(t.path("store/mail/d1.example.com"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_type().unwrap().is_dir())
+        .unwrap();
+    let user = user_dir.file_name().to_string_lossy().into_owned();
+    for delay in [5u64, 30, 80, 200] {
+        for e in walkdir::WalkDir::new(user_dir.path())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_type().is_file())
+            .step_by(3)
+        {
+            std::fs::write(e.path(), b"wrecked").unwrap();
+        }
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kmsrecover"))
+            .args([
+                "--install-dir",
+                t.install().to_str().unwrap(),
+                "-d",
+                "d1.example.com",
+                "-u",
+                &user,
+                "--no-safety-copy",
+                "-q",
+                t.backups().to_str().unwrap(),
+            ])
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+        let stray: Vec<PathBuf> = walkdir::WalkDir::new(t.path("store/mail"))
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".kmsrecover"))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        assert!(
+            stray.is_empty(),
+            "staging where the server looks for mailboxes: {stray:?}"
+        );
+        kms_ok(&[
+            "--install-dir",
+            t.install().to_str().unwrap(),
+            "-d",
+            "d1.example.com",
+            "-u",
+            &user,
+            "--no-safety-copy",
+            "-q",
+            t.backups().to_str().unwrap(),
+        ]);
+        let leftovers: Vec<PathBuf> = walkdir::WalkDir::new(t.install())
+            .into_iter()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".kmsrecover"))
+            .map(|e| e.path().to_path_buf())
+            .collect();
+        assert!(
+            leftovers.is_empty(),
+            "the next run removes the staging: {leftovers:?}"
+        );
+    }
+}
+
+#[test]
+fn issue6_a_refused_writer_names_the_reader_holding_the_lock() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    // A stale record of a finished backup, and a reader (like kmsrecover) holding the lock shared.
+    let lock = t.backups().join(".mailvault.lock");
+    std::fs::write(
+        &lock,
+        "pid 4242\nstarted 2026-11-23T01:00:00Z\ncommand backup full\n",
+    )
+    .unwrap();
+    let mut reader = std::process::Command::new("flock")
+        .args(["-F", "-s", lock.to_str().unwrap(), "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let out = run(&["rotate", t.backups().to_str().unwrap(), "--keep-full", "1"]);
+    let b = t.backup("full", &[]);
+    reader.kill().unwrap();
+    reader.wait().unwrap();
+    for o in [&out, &b] {
+        assert_eq!(o.status.code(), Some(4), "{}", stderr(o));
+        let err = stderr(o);
+        assert!(
+            err.contains(&format!("pid {}", reader.id())) && err.contains("sleep 30"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("backup full") && !err.contains("4242"),
+            "not the stale record: {err}"
+        );
+    }
+}
+
+#[test]
+fn issue6_two_backups_started_at_once_name_each_other() {
+    let t = TestInstall::sample();
+    for _ in 0..8 {
+        let a = t.spawn_backup("copy", &["-q"], true);
+        let b = t.spawn_backup("copy", &["-q"], true);
+        for o in [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()] {
+            if o.status.code() == Some(4) {
+                let err = stderr(&o);
+                assert!(
+                    !err.contains("holder unknown") && err.contains("pid "),
+                    "{err}"
+                );
+            } else {
+                assert!(o.status.success(), "{}", stderr(&o));
+            }
+        }
+    }
+}
+
+#[test]
+fn issue6_a_failed_into_leaves_the_directory_as_it_found_it() {
+    let t = TestInstall::generated(400, 5);
+    t.backup_ok("full", &[]);
+    let mnt = t.tmp.path().join("small");
+    std::fs::create_dir(&mnt).unwrap();
+    let st = std::process::Command::new("mount")
+        .args([
+            "-t",
+            "tmpfs",
+            "-o",
+            "size=256k",
+            "tmpfs",
+            mnt.to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success(), "mounting a small tmpfs needs root");
+    let into = mnt.join("restore");
+    let out = kms(&[
+        "--into",
+        into.to_str().unwrap(),
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+    let left = into.exists();
+    let empty_mnt = std::fs::read_dir(&mnt).unwrap().next().is_none();
+    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("No space left"), "{}", stderr(&out));
+    assert!(!left && empty_mnt, "a failed --into leaves nothing behind");
+    // An existing empty directory stays, empty: the re-run its hint suggests is not refused.
+    let into = t.tmp.path().join("existing");
+    std::fs::create_dir(&into).unwrap();
+    kms_ok(&[
+        "--into",
+        into.to_str().unwrap(),
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+}
+
+// ---- section 6: what a user meets first ----
+
+#[test]
+fn issue6_usage_errors_exit_2() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let b = t.backups();
+    for args in [
+        vec!["-f", "INBOX", b.to_str().unwrap()],
+        vec!["-d", "example.com", "-f", "INBOX", b.to_str().unwrap()],
+        vec!["-m", "everything", b.to_str().unwrap()],
+        vec!["-u", "john", b.to_str().unwrap()],
+        vec!["-u", "john", "-l", b.to_str().unwrap()],
+    ] {
+        let out = kms(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn issue6_a_missing_backup_dir_and_unknown_names_are_errors() {
+    let t = TestInstall::sample();
+    let nope = t.tmp.path().join("nope");
+    let out = run(&["list", nope.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+    let out = kms(&["-l", nope.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    t.backup_ok("full", &[]);
+    let b = t.backups();
+    let out = kms(&["-l", "-d", "nowhere.org", b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("domain `nowhere.org` is not in the backup"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kms(&[
+        "-l",
+        "-d",
+        "example.com",
+        "-u",
+        "nobody",
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("`nobody@example.com` is not in the backup"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn issue6_as_folder_reports_where_the_folder_went() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let out = kms_in(
+        &t,
+        &[
+            "-d",
+            "example.com",
+            "-u",
+            "john",
+            "-f",
+            "INBOX",
+            "--as-folder",
+            "Restored INBOX",
+        ],
+        &t.backups(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let want = t.path("store/mail/example.com/john/Restored INBOX");
+    assert!(
+        stdout(&out).contains(&format!("-> {}", want.display())),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!stdout(&out).contains("replaced"), "{}", stdout(&out));
+    assert!(want.join("#msgs").is_dir());
+}
+
+#[test]
+fn issue6_undo_from_a_safety_copy_does_not_nest_safety_copies() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000500.eml"),
+        b"new",
+    )
+    .unwrap();
+    let out = kms_in(
+        &t,
+        &["-d", "example.com", "-u", "john", "--json"],
+        &t.backups(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copy = PathBuf::from(v["safety_copy"].as_str().unwrap());
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000501.eml"),
+        b"newer",
+    )
+    .unwrap();
+    // The undo (with its own safety copy) goes beside, not into safety-copies/safety-copies.
+    let out = kms_in(&t, &["-d", "example.com", "-u", "john", "--json"], &copy);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let second = PathBuf::from(v["safety_copy"].as_str().unwrap());
+    assert_eq!(second.parent(), copy.parent(), "{}", second.display());
+    assert!(!t.backups().join("safety-copies/safety-copies").exists());
+    assert_eq!(
+        std::fs::read(t.path("store/mail/example.com/john/INBOX/#msgs/00000500.eml")).unwrap(),
+        b"new"
+    );
+}
+
+#[test]
+fn issue6_schedule_systemd_writes_absolute_paths() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = bin()
+        .current_dir(tmp.path())
+        .args(["schedule", "systemd", "--config", "conf/mailvault.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let exec = text.lines().find(|l| l.starts_with("ExecStart=")).unwrap();
+    let want = tmp.path().join("conf/mailvault.toml");
+    assert!(
+        exec.contains(&format!("--config {}", want.display())),
+        "{exec}"
+    );
+    assert!(exec["ExecStart=".len()..].starts_with('/'), "{exec}");
+}
+
+#[test]
+fn issue6_quiet_silences_verify_ok_lines_and_plans() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let b = t.backups();
+    let out = ok(&["verify", "-q", b.to_str().unwrap()]);
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    let out = t.backup("differential", &["--dry-run", "-q"]);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    let out = kms_in(&t, &["--dry-run", "-q"], &b);
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "{}",
+        stdout(&out)
+    );
+    let out = ok(&[
+        "rotate",
+        b.to_str().unwrap(),
+        "--keep-full",
+        "3",
+        "--dry-run",
+        "-q",
+    ]);
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+}
+
+#[test]
+fn issue6_every_subcommand_help_has_examples() {
+    for args in [
+        vec!["backup"],
+        vec!["list"],
+        vec!["verify"],
+        vec!["rotate"],
+        vec!["schedule"],
+        vec!["schedule", "list"],
+        vec!["schedule", "run-due"],
+        vec!["schedule", "systemd"],
+        vec!["schedule", "example"],
+        vec!["daemon"],
+        vec!["sample-install"],
+        vec!["sample-store"],
+    ] {
+        let mut a = args.clone();
+        a.push("--help");
+        let out = ok(&a);
+        assert!(
+            stdout(&out).contains("Example"),
+            "mailvault {args:?} --help has no examples"
+        );
+    }
+    let out = kms(&["--help"]);
+    assert!(stdout(&out).contains("Examples:"));
+}
+
+#[test]
+fn issue6_ratios_print_sensibly() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000600.eml"),
+        b"x",
+    )
+    .unwrap();
+    let out = t.backup("differential", &[]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    let stored = text.lines().find(|l| l.contains("stored:")).unwrap();
+    for word in stored.split_whitespace() {
+        if let Some(p) = word.strip_suffix('%') {
+            let pct: f64 = p.parse().unwrap();
+            assert!(pct <= 100.0, "{stored}");
+        }
+    }
+}
