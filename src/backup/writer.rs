@@ -144,26 +144,37 @@ pub(crate) fn write_items(
         cv: Condvar::new(),
     };
     let cost_of = |k: usize| plan.items[stored[k]].file.size.min(LARGE) * 2 + 4096;
+    // Files go to workers in runs of consecutive ones, so that a store of
+    // small messages costs one hand-over (and one wake-up) per run, not per
+    // file; a run ends after BATCH_FILES files or BATCH_BYTES of content, so
+    // large files still spread over the workers.
+    let batches = batch_bounds(stored.len(), |k| plan.items[stored[k]].file.size);
+    let batch_cost = |b: usize| (batches[b]..batches[b + 1]).map(cost_of).sum::<u64>();
 
     std::thread::scope(|s| -> Result<()> {
-        let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+        let (tx, rx) = mpsc::channel::<(usize, Vec<Outcome>)>();
         for _ in 0..threads.max(1) {
             let tx = tx.clone();
-            let (next, abort, budget, stored) = (&next, &abort, &budget, &stored);
+            let (next, abort, budget, stored, batches) =
+                (&next, &abort, &budget, &stored, &batches);
             s.spawn(move || {
                 loop {
-                    let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= stored.len() || !budget.acquire(k, cost_of(k), abort) {
+                    let b = next.fetch_add(1, Ordering::Relaxed);
+                    if b + 1 >= batches.len() || !budget.acquire(batches[b], batch_cost(b), abort) {
                         break;
                     }
-                    let item = &plan.items[stored[k]];
-                    let outcome = prepare(
-                        &plan.paths.abs(&item.file.rel),
-                        &item.file.rel,
-                        compression,
-                        level,
-                    );
-                    if tx.send((k, outcome)).is_err() {
+                    let outcomes = (batches[b]..batches[b + 1])
+                        .map(|k| {
+                            let item = &plan.items[stored[k]];
+                            prepare(
+                                &plan.paths.abs(&item.file.rel),
+                                &item.file.rel,
+                                compression,
+                                level,
+                            )
+                        })
+                        .collect();
+                    if tx.send((b, outcomes)).is_err() {
                         break;
                     }
                 }
@@ -172,17 +183,25 @@ pub(crate) fn write_items(
         drop(tx);
 
         let result = (|| -> Result<()> {
-            let mut pending: BTreeMap<usize, Outcome> = BTreeMap::new();
+            let mut pending: BTreeMap<usize, Vec<Outcome>> = BTreeMap::new();
+            let mut current = Vec::new().into_iter();
             for k in 0..stored.len() {
-                let outcome = loop {
-                    if let Some(o) = pending.remove(&k) {
-                        break o;
-                    }
-                    let (j, o) = rx.recv().map_err(|_| {
-                        Error::Invalid("internal: compression workers stopped".into())
-                    })?;
-                    pending.insert(j, o);
-                };
+                let b = batches.partition_point(|&start| start <= k) - 1;
+                if k == batches[b] {
+                    let batch = loop {
+                        if let Some(o) = pending.remove(&b) {
+                            break o;
+                        }
+                        let (j, o) = rx.recv().map_err(|_| {
+                            Error::Invalid("internal: compression workers stopped".into())
+                        })?;
+                        pending.insert(j, o);
+                    };
+                    current = batch.into_iter();
+                }
+                let outcome = current
+                    .next()
+                    .ok_or_else(|| Error::Invalid("internal: a batch came back short".into()))?;
                 let item = &plan.items[stored[k]];
                 let rel = &item.file.rel;
                 let done = match outcome {
@@ -239,7 +258,9 @@ pub(crate) fn write_items(
                 } else {
                     progress.inc(1, 0);
                 }
-                budget.release(cost_of(k), k + 1);
+                if k + 1 == batches[b + 1] {
+                    budget.release(batch_cost(b), k + 1);
+                }
             }
             Ok(())
         })();
@@ -283,6 +304,30 @@ pub(crate) fn write_items(
         skipped,
         problems,
     })
+}
+
+/// Files per hand-over between a compression worker and the writer.
+const BATCH_FILES: usize = 64;
+/// Content bytes after which a hand-over ends early.
+const BATCH_BYTES: u64 = 1 << 20;
+
+/// Start indices of the runs of files handed to workers, and `n` last.
+fn batch_bounds(n: usize, size: impl Fn(usize) -> u64) -> Vec<usize> {
+    let mut out = vec![0];
+    let (mut files, mut bytes) = (0usize, 0u64);
+    for k in 0..n {
+        files += 1;
+        bytes += size(k);
+        if files >= BATCH_FILES || bytes >= BATCH_BYTES {
+            out.push(k + 1);
+            files = 0;
+            bytes = 0;
+        }
+    }
+    if out.last() != Some(&n) {
+        out.push(n);
+    }
+    out
 }
 
 /// Reads and compresses one file on a worker thread.
