@@ -376,21 +376,8 @@ fn unreadable_file_is_named_or_skipped_on_request() {
 fn full_disk_is_a_clear_error_and_leaves_nothing_behind() {
     // A 96 KiB tmpfs cannot hold the sample's 160 KiB archive. The tests run as root (CI too).
     let t = TestInstall::sample();
-    let mnt = t.tmp.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=96k",
-            "tmpfs",
-            mnt.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success(), "mounting a small tmpfs needs root");
-    let dir = mnt.join("backups");
+    let disk = SmallDisk::new(t.tmp.path().join("small"), "96k");
+    let dir = disk.path.join("backups");
     let out = run(&[
         "backup",
         "full",
@@ -400,7 +387,7 @@ fn full_disk_is_a_clear_error_and_leaves_nothing_behind() {
         dir.to_str().unwrap(),
     ]);
     let left = dir.exists();
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    drop(disk);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(

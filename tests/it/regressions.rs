@@ -635,20 +635,8 @@ fn issue6_two_backups_started_at_once_name_each_other() {
 fn issue6_a_failed_into_leaves_the_directory_as_it_found_it() {
     let t = TestInstall::generated(400, 5);
     t.backup_ok("full", &[]);
-    let mnt = t.tmp.path().join("small");
-    std::fs::create_dir(&mnt).unwrap();
-    let st = std::process::Command::new("mount")
-        .args([
-            "-t",
-            "tmpfs",
-            "-o",
-            "size=256k",
-            "tmpfs",
-            mnt.to_str().unwrap(),
-        ])
-        .status()
-        .unwrap();
-    assert!(st.success(), "mounting a small tmpfs needs root");
+    let disk = SmallDisk::new(t.tmp.path().join("small"), "256k");
+    let mnt = disk.path.clone();
     let into = mnt.join("restore");
     let out = kms(&[
         "--into",
@@ -658,7 +646,7 @@ fn issue6_a_failed_into_leaves_the_directory_as_it_found_it() {
     ]);
     let left = into.exists();
     let empty_mnt = std::fs::read_dir(&mnt).unwrap().next().is_none();
-    let _ = std::process::Command::new("umount").arg(&mnt).status();
+    drop(disk);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("No space left"), "{}", stderr(&out));
     assert!(!left && empty_mnt, "a failed --into leaves nothing behind");

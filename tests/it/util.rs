@@ -422,3 +422,34 @@ pub fn peak_rss_kib(program: &Path, args: &[&str]) -> (i32, u64) {
         it.next().unwrap().parse().unwrap(),
     )
 }
+
+/// A small tmpfs mounted for a full-disk test (the tests run as root, CI
+/// too); unmounted when dropped.
+pub struct SmallDisk {
+    pub path: PathBuf,
+}
+
+impl SmallDisk {
+    pub fn new(at: PathBuf, size: &str) -> Self {
+        std::fs::create_dir(&at).unwrap();
+        let st = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size}"),
+                "tmpfs",
+                at.to_str().unwrap(),
+            ])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mounting a small tmpfs needs root");
+        Self { path: at }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
