@@ -113,7 +113,7 @@ sz_size=$(stat -c %s "$WORK/spam.zip"); sm_size=$(stat -c %s "$WORK"/mv-spam/F*.
 
 echo "==> peak RSS of list, verify and kmsrecover -l: honest vs hostile metadata"
 crafted=$WORK/crafted
-[ -d "$crafted" ] || python3 tests/data/crafted/make.py "$crafted" --case version-bomb --case summary-bomb --case catalog-bomb >/dev/null
+[ -d "$crafted" ] || python3 tests/data/crafted/make.py "$crafted" --case version-bomb --case summary-bomb --case catalog-bomb --case catalog-comments >/dev/null
 rss_rows=""
 rss_of() { sync; /usr/bin/time -f '%M' -o "$WORK/time.txt" "$@" >/dev/null 2>&1 || true; cat "$WORK/time.txt"; }
 
@@ -132,7 +132,7 @@ if [ "$BIG" = 1 ]; then
   honest="$WORK/mv-big"
   rss_rows+="| honest: $big_files entries | $(( $(rss_of "$MV" list "$honest") / 1024 )) MiB | $(( $(rss_of "$MV" verify -q "$honest") / 1024 )) MiB | $(( $(rss_of "$KMS" -l "$honest") / 1024 )) MiB |"$'\n'
 fi
-for c in version-bomb summary-bomb catalog-bomb; do
+for c in version-bomb summary-bomb catalog-bomb catalog-comments; do
   d=$crafted/$c
   rss_rows+="| hostile: $c ($(numfmt --to=iec "$(du -sb "$d" | cut -f1)")) | $(( $(rss_of "$MV" list "$d") / 1024 )) MiB | $(( $(rss_of "$MV" verify -q "$d") / 1024 )) MiB | $(( $(rss_of "$KMS" -l "$d") / 1024 )) MiB |"$'\n'
 done

@@ -147,6 +147,16 @@ impl Catalog {
                 break;
             }
             n += 1;
+            // Comments and blank lines count too: a writer writes two header
+            // lines, so a catalog of a million comments is as refused as one
+            // of a million rows.
+            if n as u64 > max_rows.saturating_add(16) {
+                return Err(Error::TooLarge {
+                    file: FILE,
+                    limit: max_rows,
+                    unit: "rows (more rows than the archive has entries)",
+                });
+            }
             if line.len() > MAX_CATALOG_ROW_BYTES {
                 return Err(Error::TooLarge {
                     file: FILE,

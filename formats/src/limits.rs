@@ -21,6 +21,14 @@ pub const MAX_SKIPPED_LINES: usize = 50_000;
 /// escaped, plus the other columns.
 pub const MAX_CATALOG_ROW_BYTES: usize = 2 * 4096 + 128;
 
+/// Largest catalog text accepted for a row bound: every row (and the two
+/// header lines) at the longest a row may be.
+#[must_use]
+pub const fn catalog_byte_bound(rows: u64) -> u64 {
+    rows.saturating_add(2)
+        .saturating_mul(MAX_CATALOG_ROW_BYTES as u64)
+}
+
 /// Rows a catalog may have besides the entries it describes: none. A full's
 /// catalog has one row per stored file; a differential's adds one row per
 /// file of its base (unchanged or deleted), so its bound is its own entries

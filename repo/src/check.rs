@@ -10,7 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::BufReader;
 
 use mailvault_formats::layout::{CATALOG_ENTRY, SUMMARY_ENTRY, VERSION_ENTRY};
-use mailvault_formats::limits::{MAX_SUMMARY_BYTES, MAX_VERSION_BYTES, catalog_row_bound};
+use mailvault_formats::limits::{
+    MAX_SUMMARY_BYTES, MAX_VERSION_BYTES, catalog_byte_bound, catalog_row_bound,
+};
 use mailvault_formats::{
     ArchiveKind, ArchiveName, Catalog, CatalogEntry, Location, Mtime, RelPath, Summary, VersionInfo,
 };
@@ -295,6 +297,18 @@ fn read_catalog(vol: &mut Volume, bound: u64) -> Result<Catalog, Problem> {
     let Some(i) = vol.zip().index_for_name(CATALOG_ENTRY) else {
         return Err(Problem::new(ProblemKind::Unfinished, &place, "no catalog"));
     };
+    let declared = vol.zip().by_index_data(i).map_or(0, |e| e.size());
+    if declared > catalog_byte_bound(bound) {
+        return Err(Problem::new(
+            ProblemKind::TooLarge,
+            &place,
+            format!(
+                "{declared} bytes, more than a catalog of at most {bound} rows can take ({} bytes)",
+                catalog_byte_bound(bound)
+            ),
+        )
+        .at(CATALOG_ENTRY));
+    }
     let entry = vol
         .zip()
         .by_index(i)
@@ -601,12 +615,30 @@ fn read_everything(
         let Ok(mut vol) = Volume::open(storage, vname) else {
             continue;
         };
+        // Metadata beyond its bound was reported by `load`; reading it
+        // whole would only let a crafted archive burn CPU.
+        let catalog_cap = catalog_byte_bound(catalog_row_bound(set.entries.max(1), set.entries));
+        let meta_cap = |name: &str| match name {
+            VERSION_ENTRY => Some(MAX_VERSION_BYTES),
+            SUMMARY_ENTRY => Some(MAX_SUMMARY_BYTES),
+            CATALOG_ENTRY => Some(catalog_cap),
+            _ => None,
+        };
         for i in 0..vol.len() {
             let compressed = vol
                 .zip()
                 .by_index_data(i)
                 .map_or(0, |e| e.compressed_size());
             let limit = vol.zip().by_index_data(i).map_or(0, |e| e.size());
+            if vol
+                .entry_name(i)
+                .as_deref()
+                .and_then(meta_cap)
+                .is_some_and(|cap| limit > cap)
+            {
+                progress.inc(1, compressed);
+                continue;
+            }
             match vol.copy_entry(i, limit, &mut std::io::sink(), &mut buf) {
                 Ok(Ok((bytes, _))) => {
                     r.entries += 1;

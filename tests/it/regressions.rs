@@ -400,6 +400,8 @@ fn issue6_metadata_bombs_are_refused_within_bounded_memory() {
             "--case",
             "catalog-bomb",
             "--case",
+            "catalog-comments",
+            "--case",
             "good-full",
         ])
         .output()
@@ -411,7 +413,12 @@ fn issue6_metadata_bombs_are_refused_within_bounded_memory() {
     );
     let mv = Path::new(env!("CARGO_BIN_EXE_mailvault"));
     let km = Path::new(env!("CARGO_BIN_EXE_kmsrecover"));
-    for case in ["version-bomb", "summary-bomb", "catalog-bomb"] {
+    for case in [
+        "version-bomb",
+        "summary-bomb",
+        "catalog-bomb",
+        "catalog-comments",
+    ] {
         let dir = cases.join(case);
         let d = dir.to_str().unwrap();
         for (prog, args, want) in [

@@ -688,6 +688,16 @@ def _(d):
     full_with(d, files, rows=rows, state_totals=state, catalog=catalog)
 
 
+@case("catalog-comments", False, "a valid catalog padded with '#' comment lines to 2 GiB (found in review: comments did not count against the row bound)")
+def _(d):
+    files = install()
+    rows = [row(f, 0) for f in files]
+    ended = stem_secs(FULL) + 60
+    catalog = Entry(".catalog.tsv", mtime=ended,
+                    packed=deflate_chunks(repeated(catalog_text(rows), b"#\n", 2 << 30), 9))
+    full_with(d, files, rows=rows, catalog=catalog)
+
+
 @case("version-bomb", False, ".version.txt is valid text then 'note: x' lines up to 600 MiB (<1 MB deflated)")
 def _(d):
     (entries,) = render_backup(FULL, [install()])
