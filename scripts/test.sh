@@ -12,6 +12,7 @@ command -v 7z      >/dev/null || need_apt+=(p7zip-full)
 command -v bsdtar  >/dev/null || need_apt+=(libarchive-tools)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v setpriv >/dev/null || need_apt+=(util-linux)
+command -v strace  >/dev/null || need_apt+=(strace)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "==> installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -26,6 +26,8 @@ fn main() -> ExitCode {
                 );
             if locked {
                 ExitCode::from(EXIT_LOCKED)
+            } else if err.downcast_ref::<cli::cmd::UsageError>().is_some() {
+                ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
             }

@@ -51,4 +51,8 @@ impl SafetyCopier for ArchiveSafetyCopy {
             .map(|p| p.display().to_string())
             .unwrap_or(s.archive))
     }
+
+    fn location(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
+    }
 }

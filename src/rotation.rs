@@ -133,7 +133,9 @@ pub fn plan(infos: Vec<SetInfo>, opts: RotationOptions, protect: Option<&str>) -
 /// A volume cannot be deleted (what was deleted before stays deleted).
 pub fn apply(repo: &Repository, lock: &Lock, plan: &RotationPlan) -> Result<()> {
     let sets = repo.sets()?;
-    for d in &plan.delete {
+    // Newest first: a differential goes before its full, so an interrupted
+    // rotation never leaves a differential without its base.
+    for d in plan.delete.iter().rev() {
         if let Some(set) = sets.iter().find(|s| s.stem() == d.stem) {
             repo.delete_set(set, lock)?;
         }

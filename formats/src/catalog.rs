@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::io::BufRead;
 
 use crate::layout::RelPath;
-use crate::limits::MAX_CATALOG_ROW_BYTES;
+use crate::limits::{CatalogBound, MAX_CATALOG_ROW_BYTES};
 use crate::{Error, Result};
 
 const FILE: &str = ".catalog.tsv";
@@ -116,21 +116,23 @@ impl Catalog {
     /// # Errors
     /// A missing header line or any malformed row, naming its line.
     pub fn parse(bytes: &[u8]) -> Result<Self> {
-        Self::read(bytes, u64::MAX)
+        Self::read(bytes, CatalogBound::UNLIMITED)
     }
 
     /// Reads `.catalog.tsv` as a stream, refusing it as soon as it has more
-    /// than `max_rows` rows or a row longer than
-    /// [`MAX_CATALOG_ROW_BYTES`]: memory stays proportional to the rows
-    /// accepted, whatever the input claims. Archive readers pass a bound
-    /// derived from the archive's own entry count
-    /// ([`crate::limits::catalog_row_bound`]).
+    /// lines than `bound.rows` (comments count), more bytes than
+    /// `bound.bytes`, or a row longer than [`MAX_CATALOG_ROW_BYTES`]: memory
+    /// stays proportional to what is accepted, whatever the input claims.
+    /// Archive readers derive the bound from the archive's own entries
+    /// ([`CatalogBound::for_archive`]).
     ///
     /// # Errors
     /// A missing header line, a malformed row (naming its line), too many
-    /// rows or too long a row ([`Error::TooLarge`]), or a read error of
-    /// `input` (reported as a bad line).
-    pub fn read<R: BufRead>(mut input: R, max_rows: u64) -> Result<Self> {
+    /// rows or bytes or too long a row ([`Error::TooLarge`]), or a read error
+    /// of `input` (reported as a bad line).
+    pub fn read<R: BufRead>(mut input: R, bound: CatalogBound) -> Result<Self> {
+        let max_rows = bound.rows;
+        let mut total = 0u64;
         let mut line = Vec::with_capacity(256);
         let mut entries = Vec::new();
         let mut n = 0usize;
@@ -147,6 +149,14 @@ impl Catalog {
                 break;
             }
             n += 1;
+            total += got as u64;
+            if total > bound.bytes {
+                return Err(Error::TooLarge {
+                    file: FILE,
+                    limit: bound.bytes,
+                    unit: "bytes (more than the archive's entry names can account for)",
+                });
+            }
             // Comments and blank lines count too: a writer writes two header
             // lines, so a catalog of a million comments is as refused as one
             // of a million rows.
@@ -387,6 +397,13 @@ mod tests {
         assert!(Catalog::parse(b"nonsense\n").is_err());
     }
 
+    fn rows(n: u64) -> CatalogBound {
+        CatalogBound {
+            rows: n,
+            bytes: u64::MAX,
+        }
+    }
+
     #[test]
     fn row_bound_refuses_early() {
         let mut text = String::from("# mailvault catalog 1\n");
@@ -394,18 +411,36 @@ mod tests {
             text.push_str(&format!("00000000\t1\t1.0\t0\tstore/f{i}\n"));
         }
         assert_eq!(
-            Catalog::read(text.as_bytes(), 10).unwrap().entries.len(),
+            Catalog::read(text.as_bytes(), rows(10))
+                .unwrap()
+                .entries
+                .len(),
             10
         );
-        let e = Catalog::read(text.as_bytes(), 9).unwrap_err().to_string();
+        let e = Catalog::read(text.as_bytes(), rows(9))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("9 rows"), "{e}");
         let long = format!(
             "# mailvault catalog 1\n00000000\t1\t1.0\t0\t{}\n",
             "a".repeat(20_000)
         );
-        assert!(Catalog::read(long.as_bytes(), 10).is_err());
-        assert!(Catalog::read(&b""[..], 10).is_err());
-        assert!(Catalog::read(&b"# mailvault catalog 1\r\n"[..], 10).is_ok());
+        assert!(Catalog::read(long.as_bytes(), rows(10)).is_err());
+        let comments = format!("# mailvault catalog 1\n{}", "#\n".repeat(100));
+        assert!(
+            Catalog::read(comments.as_bytes(), rows(10)).is_err(),
+            "comment lines count"
+        );
+        assert!(Catalog::read(&b""[..], rows(10)).is_err());
+        assert!(Catalog::read(&b"# mailvault catalog 1\r\n"[..], rows(10)).is_ok());
+        // Row lengths are bounded by what the archive's names account for.
+        let b = CatalogBound::for_archive(10, 10 * "store/fN".len() as u64, 0, 0);
+        assert!(Catalog::read(text.as_bytes(), b).is_ok());
+        let padded = text.replace("store/f1\n", &format!("store/f1{}\n", "x".repeat(3000)));
+        assert!(
+            Catalog::read(padded.as_bytes(), b).is_err(),
+            "long paths beyond the names' bytes"
+        );
     }
 
     #[test]

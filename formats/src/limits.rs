@@ -21,18 +21,52 @@ pub const MAX_SKIPPED_LINES: usize = 50_000;
 /// escaped, plus the other columns.
 pub const MAX_CATALOG_ROW_BYTES: usize = 2 * 4096 + 128;
 
-/// Largest catalog text accepted for a row bound: every row (and the two
-/// header lines) at the longest a row may be.
-#[must_use]
-pub const fn catalog_byte_bound(rows: u64) -> u64 {
-    rows.saturating_add(2)
-        .saturating_mul(MAX_CATALOG_ROW_BYTES as u64)
+/// Bytes a catalog row takes besides its path: CRC, size, mtime,
+/// location, four tabs and the line end, with room to spare.
+pub const CATALOG_ROW_OVERHEAD: u64 = 96;
+
+/// How much catalog a reader accepts for an archive: rows, and bytes.
+///
+/// A catalog describes the archive's own entries (and, for a differential,
+/// its base full's), so both bounds follow from what the archive's central
+/// directories hold: as many rows as entries, and as many path bytes as
+/// their names (twice, for escapes), plus a small overhead per row. Memory
+/// for a catalog then grows with the archive itself, never with what the
+/// catalog claims (see [`crate::Catalog::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CatalogBound {
+    /// Most rows.
+    pub rows: u64,
+    /// Most bytes of text.
+    pub bytes: u64,
 }
 
-/// Rows a catalog may have besides the entries it describes: none. A full's
-/// catalog has one row per stored file; a differential's adds one row per
-/// file of its base (unchanged or deleted), so its bound is its own entries
-/// plus twice its base's (see [`crate::Catalog::read`]).
-pub const fn catalog_row_bound(own_entries: u64, base_entries: u64) -> u64 {
-    own_entries.saturating_add(base_entries.saturating_mul(2))
+impl CatalogBound {
+    /// No bound (trusted input, tests).
+    pub const UNLIMITED: Self = Self {
+        rows: u64::MAX,
+        bytes: u64::MAX,
+    };
+
+    /// The bound for an archive holding `own_entries` entries whose names
+    /// total `own_path_bytes`, over a base full with `base_entries` and
+    /// `base_path_bytes` (zero for a full): a differential's catalog has a
+    /// row per base file too, unchanged or deleted.
+    #[must_use]
+    pub const fn for_archive(
+        own_entries: u64,
+        own_path_bytes: u64,
+        base_entries: u64,
+        base_path_bytes: u64,
+    ) -> Self {
+        let rows = own_entries.saturating_add(base_entries.saturating_mul(2));
+        let paths = own_path_bytes.saturating_add(base_path_bytes.saturating_mul(2));
+        Self {
+            rows,
+            bytes: paths
+                .saturating_mul(2)
+                .saturating_add(rows.saturating_mul(CATALOG_ROW_OVERHEAD))
+                .saturating_add(256),
+        }
+    }
 }

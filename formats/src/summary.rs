@@ -152,6 +152,13 @@ impl Summary {
             None
         };
         let mut skipped = Vec::new();
+        if f.all("skipped").count() > crate::limits::MAX_SKIPPED_LINES {
+            return Err(Error::TooLarge {
+                file: FILE,
+                limit: crate::limits::MAX_SKIPPED_LINES as u64,
+                unit: "`skipped:` lines",
+            });
+        }
         for v in f.all("skipped") {
             let (reason, path) = v.split_once(' ').ok_or_else(|| Error::BadField {
                 file: FILE,

@@ -32,6 +32,12 @@ pub trait SafetyCopier {
         roots: &[String],
         note: &str,
     ) -> std::result::Result<String, String>;
+
+    /// The local directory copies go to, if there is one (a restore refuses
+    /// to replace a root that holds it: the copy would be swapped away).
+    fn location(&self) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// How to execute.
@@ -135,6 +141,24 @@ pub fn execute(
         && let Some(why) = server_running(&opts.running)?
     {
         return Err(Error::ServerRunning(why));
+    }
+    if live
+        && let Some(loc) = opts
+            .safety
+            .filter(|_| plan.writes.iter().any(|w| w.replace) || !plan.deletes.is_empty())
+            .and_then(|c| c.location())
+    {
+        let loc = std::path::absolute(&loc).unwrap_or(loc);
+        if let Some(r) = plan.roots.iter().filter(|r| r.changes).find(|r| {
+            loc.starts_with(std::path::absolute(&r.dest).unwrap_or_else(|_| r.dest.clone()))
+        }) {
+            return Err(Error::Request(format!(
+                "the safety copy would go to `{}`, inside `{}`, which this restore replaces: \
+                 give --safety-dir outside it (or --no-safety-copy)",
+                loc.display(),
+                r.dest.display()
+            )));
+        }
     }
     let into_existed = dest.into && dest.anchor().exists();
     let target_lock = stage::lock_target(dest, &plan.roots)?;

@@ -16,8 +16,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use mailvault_formats::Mtime;
 use mailvault_formats::layout;
+use mailvault_formats::{Mtime, SkipReason};
 use mailvault_repo::chain::{RestoreChain, SetRole, StateFile, Unrestorable, resolve};
 use mailvault_repo::storage::{Lock, LockMode};
 use mailvault_repo::{PassedOver, Repository};
@@ -216,6 +216,8 @@ pub fn prepare(repo: &Repository, mut request: RestoreRequest) -> Result<Prepare
     }
     if request.destination.into {
         check_empty(request.destination.anchor())?;
+    } else if request.require_install {
+        check_install(&request.destination)?;
     }
     let plan = make_plan(&request, &chain, &selection, state, lost)?;
     Ok(Prepared {
@@ -228,20 +230,69 @@ pub fn prepare(repo: &Repository, mut request: RestoreRequest) -> Result<Prepare
     })
 }
 
-/// `--into` needs an empty or new directory (our own lock and staging aside).
+/// `--into` needs an empty or new directory. One that holds the lock file
+/// of an `--into` restore that was killed (nobody holds the lock) was empty
+/// when that run started: what is in it is that run's, and is cleared so the
+/// restore can run again.
 fn check_empty(dir: &Path) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
     };
-    for e in rd.flatten() {
-        if !is_ours(&e.file_name()) {
-            return Err(Error::Request(format!(
-                "`{}` is not empty: --into needs an empty or new directory",
-                dir.display()
-            )));
+    let names: Vec<std::ffi::OsString> = rd.flatten().map(|e| e.file_name()).collect();
+    if names.iter().all(|n| is_ours(n)) {
+        return Ok(());
+    }
+    let lock = dir.join(crate::stage::LOCK_FILE);
+    if let Ok(f) = std::fs::File::open(&lock) {
+        match f.try_lock() {
+            Ok(()) => {
+                for n in &names {
+                    let p = dir.join(n);
+                    let r = if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                        std::fs::remove_dir_all(&p)
+                    } else {
+                        std::fs::remove_file(&p)
+                    };
+                    r.map_err(Error::io(
+                        "cannot remove what an interrupted --into left",
+                        &p,
+                    ))?;
+                }
+                return Ok(());
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Error::Busy {
+                    path: dir.to_path_buf(),
+                    holder: std::fs::read_to_string(&lock)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(_)) => {}
         }
     }
-    Ok(())
+    Err(Error::Request(format!(
+        "`{}` is not empty: --into needs an empty or new directory",
+        dir.display()
+    )))
+}
+
+/// A restore in place needs an install there: a mistyped --install-dir must
+/// not grow a new one.
+fn check_install(dest: &crate::request::Destination) -> Result<()> {
+    let looks_real = dest.cfg_dir.join("mailserver.cfg").is_file()
+        || dest.cfg_dir.join("users.cfg").is_file()
+        || dest.store_dir.join("mail").is_dir();
+    if looks_real {
+        Ok(())
+    } else {
+        Err(Error::Request(format!(
+            "`{}` is not a Kerio Connect install (no mailserver.cfg, users.cfg or store/mail/): \
+             check --install-dir (-c, -s), or restore into a new directory with --into",
+            dest.cfg_dir.display()
+        )))
+    }
 }
 
 fn make_plan(
@@ -292,6 +343,17 @@ fn make_plan(
             }
         }
     }
+    let untouchable = untouchable_ids(&req.untouchable);
+    let mut w = Walk {
+        sel,
+        wanted: Wanted {
+            files: &wanted,
+            dirs: &needed,
+        },
+        removes,
+        untouchable: &untouchable,
+        blocked: Vec::new(),
+    };
     for root in &sel.roots {
         let rdest = dest.dest(root)?;
         let is_file = state_paths.contains_key(root.as_str());
@@ -299,18 +361,25 @@ fn make_plan(
         let mut vanishing_dirs = false;
         match std::fs::symlink_metadata(&rdest) {
             Ok(m) if m.is_dir() && !is_file => {
-                let (_, vanish) = walk(
-                    &rdest,
-                    root,
-                    sel,
-                    &Wanted {
-                        files: &wanted,
-                        dirs: &needed,
-                    },
-                    removes,
-                    &mut out,
-                )?;
+                let (_, vanish) = walk(&rdest, root, &mut w, &mut out)?;
                 vanishing_dirs = vanish;
+            }
+            Ok(m) if m.is_dir() => {
+                // A directory where the backup holds a file: never removed
+                // wholesale; the file is not restored.
+                w.blocked.push(rdest.clone());
+                out.kept.push(Kept {
+                    path: rdest.clone(),
+                    reason: KeepReason::NotProvenAbsent,
+                });
+            }
+            Ok(_) if !is_file && removes => out.deletes.push(rdest.clone()),
+            Ok(_) if !is_file => {
+                w.blocked.push(rdest.clone());
+                out.kept.push(Kept {
+                    path: rdest.clone(),
+                    reason: KeepReason::NotProvenAbsent,
+                });
             }
             Ok(m) if m.is_file() && !wanted.contains(&rdest) => {
                 if removes {
@@ -322,15 +391,11 @@ fn make_plan(
                     });
                 }
             }
-            Ok(m) if !m.is_file() && !m.is_dir() => out.kept.push(Kept {
-                path: rdest.clone(),
-                reason: KeepReason::SpecialFile,
-            }),
             _ => {}
         }
         let changes = out.deletes.len() > before
             || vanishing_dirs
-            || out.writes.iter().any(|w| w.dest.starts_with(&rdest));
+            || out.writes.iter().any(|x| x.dest.starts_with(&rdest));
         out.roots.push(Root {
             rel: root.clone(),
             dest: rdest,
@@ -338,10 +403,57 @@ fn make_plan(
             changes,
         });
     }
-    if !out.passed_over.is_empty() {
-        for p in &out.passed_over {
-            out.notes
-                .push(format!("passed over {}: {}", p.stem, p.reason));
+    // Nothing is written below a live item that blocks a folder.
+    if !w.blocked.is_empty() {
+        let blocked = std::mem::take(&mut w.blocked);
+        let (keep, drop): (Vec<Write>, Vec<Write>) = std::mem::take(&mut out.writes)
+            .into_iter()
+            .partition(|x| !blocked.iter().any(|b| x.dest.starts_with(b)));
+        out.writes = keep;
+        for x in drop {
+            out.bytes -= x.size;
+            let b = blocked.iter().find(|b| x.dest.starts_with(b));
+            out.not_restorable.push(Unrestorable {
+                path: x.rel,
+                reason: format!(
+                    "`{}` is not the folder the backup holds (a file, link or special file that no catalog proves absent): kept",
+                    b.map_or_else(String::new, |b| b.display().to_string())
+                ),
+            });
+        }
+        for r in &mut out.roots {
+            r.changes = out.deletes.iter().any(|d| d.starts_with(&r.dest))
+                || out.writes.iter().any(|x| x.dest.starts_with(&r.dest))
+                || r.changes && !blocked.iter().any(|b| r.dest.starts_with(b));
+        }
+    }
+    for p in &out.passed_over {
+        out.notes
+            .push(format!("passed over {}: {}", p.stem, p.reason));
+    }
+    // A mailbox disabled since the full: not in this state, but the full
+    // holds it. Say where it is rather than leave it silently out.
+    if let Some(diff) = &chain.differential {
+        for k in chain
+            .skipped()
+            .iter()
+            .filter(|k| k.reason == SkipReason::DisabledUser)
+        {
+            let prefix = format!("{}/", k.path);
+            if sel.roots.iter().any(|r| layout::within(&k.path, r))
+                && chain
+                    .full
+                    .catalog
+                    .state()
+                    .any(|e| e.path.starts_with(&prefix))
+            {
+                out.notes.push(format!(
+                    "`{}` was disabled when {} was taken, so this state leaves it out (and leaves the live one alone); {} holds it: restore it from that archive with -d and -u",
+                    k.path,
+                    diff.stem(),
+                    chain.full.name()
+                ));
+            }
         }
     }
     for set in std::iter::once(&chain.full).chain(chain.differential.as_ref()) {
@@ -379,17 +491,23 @@ struct Wanted<'a> {
     dirs: &'a HashSet<PathBuf>,
 }
 
+/// What a walk of the live roots needs besides the plan it fills.
+struct Walk<'a> {
+    sel: &'a Selection,
+    wanted: Wanted<'a>,
+    removes: bool,
+    /// Directories never touched wherever they are (the backup directory,
+    /// the safety copies), by device and inode.
+    untouchable: &'a HashSet<(u64, u64)>,
+    /// Live non-directories where the restored state needs a folder, kept
+    /// (nothing proves them absent): nothing is restored below them.
+    blocked: Vec<PathBuf>,
+}
+
 /// Walks a live root directory and sorts its items into deletes and kept.
 /// Returns (whether anything survives in `dir`, whether some directory under
 /// it will vanish because nothing in it survives).
-fn walk(
-    dir: &Path,
-    rel: &str,
-    sel: &Selection,
-    wanted: &Wanted<'_>,
-    removes: bool,
-    out: &mut RestorePlan,
-) -> Result<(bool, bool)> {
+fn walk(dir: &Path, rel: &str, w: &mut Walk<'_>, out: &mut RestorePlan) -> Result<(bool, bool)> {
     let mut survives = false;
     let mut vanish = false;
     let rd = std::fs::read_dir(dir).map_err(Error::io("cannot list", dir))?;
@@ -399,9 +517,6 @@ fn walk(
     entries.sort_by_key(std::fs::DirEntry::file_name);
     for e in entries {
         let os_name = e.file_name();
-        if is_ours(&os_name) {
-            continue;
-        }
         let path = e.path();
         let t = e.file_type().map_err(Error::io("cannot stat", &path))?;
         let name = os_name
@@ -420,12 +535,12 @@ fn walk(
         };
         let child = format!("{rel}/{name}");
         if t.is_dir() {
-            if sel.is_protected(&child) {
+            if w.sel.is_protected(&child) || is_untouchable(&e, w.untouchable) {
                 out.keep_whole.push(path);
                 survives = true;
                 continue;
             }
-            if sel.was_skipped(&child) && !wanted.dirs.contains(&path) {
+            if w.sel.was_skipped(&child) && !w.wanted.dirs.contains(&path) {
                 out.keep_whole.push(path.clone());
                 out.kept.push(Kept {
                     path,
@@ -434,12 +549,27 @@ fn walk(
                 survives = true;
                 continue;
             }
-            let (s, v) = walk(&path, &child, sel, wanted, removes, out)?;
+            let (s, v) = walk(&path, &child, w, out)?;
             survives |= s;
             vanish |= v || !s;
             continue;
         }
-        if wanted.files.contains(&path) {
+        if w.wanted.dirs.contains(&path) {
+            // A file, symlink or special file where the backup holds a
+            // folder. The catalog proves it absent at backup time: it goes,
+            // and the folder comes back (never written through a link).
+            // Otherwise it stays, and nothing is restored below it.
+            survives = true;
+            if w.removes {
+                out.deletes.push(path);
+            } else {
+                w.blocked.push(path.clone());
+                out.kept.push(Kept {
+                    path,
+                    reason: KeepReason::NotProvenAbsent,
+                });
+            }
+        } else if w.wanted.files.contains(&path) {
             survives = true;
         } else if !t.is_file() {
             out.kept.push(Kept {
@@ -447,13 +577,13 @@ fn walk(
                 reason: KeepReason::SpecialFile,
             });
             survives = true;
-        } else if sel.was_skipped(&child) {
+        } else if w.sel.was_skipped(&child) {
             out.kept.push(Kept {
                 path,
                 reason: KeepReason::SkippedByBackup,
             });
             survives = true;
-        } else if removes {
+        } else if w.removes {
             out.deletes.push(path);
         } else {
             out.kept.push(Kept {
@@ -464,6 +594,25 @@ fn walk(
         }
     }
     // Directories the restored state needs are created by the writes.
-    survives |= wanted.dirs.contains(dir);
-    Ok((survives, vanish && removes))
+    survives |= w.wanted.dirs.contains(dir);
+    Ok((survives, vanish && w.removes))
+}
+
+#[cfg(unix)]
+fn is_untouchable(e: &std::fs::DirEntry, ids: &HashSet<(u64, u64)>) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    !ids.is_empty()
+        && e.metadata()
+            .is_ok_and(|m| ids.contains(&(m.dev(), m.ino())))
+}
+
+/// Device and inode of the directories a restore must never touch.
+#[cfg(unix)]
+fn untouchable_ids(paths: &[PathBuf]) -> HashSet<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt as _;
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .collect()
 }

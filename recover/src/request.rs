@@ -169,6 +169,12 @@ pub struct RestoreRequest {
     pub as_folder: Option<String>,
     /// Restore what is intact from a damaged archive, remove nothing, list what is not restored.
     pub salvage: bool,
+    /// Directories never touched, wherever they lie inside what is
+    /// restored: the backup directory being read, the safety copies.
+    pub untouchable: Vec<PathBuf>,
+    /// Refuse a destination that does not look like an install (a
+    /// mistyped `--install-dir`); off when `-s`/`-c` name new places.
+    pub require_install: bool,
 }
 
 impl RestoreRequest {
@@ -183,6 +189,8 @@ impl RestoreRequest {
             destination: Destination::install(install_dir),
             as_folder: None,
             salvage: false,
+            untouchable: Vec::new(),
+            require_install: true,
         }
     }
 
@@ -215,7 +223,11 @@ impl RestoreRequest {
             return Err(Error::Usage("--as-folder needs -d, -u and -f".into()));
         }
         if let Some(n) = &self.as_folder
-            && (n.is_empty() || n.contains('/') || layout::check_relative(n).is_err())
+            && (n.is_empty()
+                || n.contains('/')
+                || layout::check_relative(n).is_err()
+                || n == crate::stage::STAGING_DIR
+                || n == crate::stage::LOCK_FILE)
         {
             return Err(Error::Usage(format!("bad --as-folder name `{n}`")));
         }

@@ -20,7 +20,7 @@
 //! and the store's logs, queue, tmp, archive and backup directories are never
 //! touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use mailvault_formats::layout::{self, EXCLUDED_STORE_DIRS, MailboxPath};
 use mailvault_formats::{Catalog, SkipReason, Skipped};
@@ -35,11 +35,18 @@ pub struct Selection {
     pub roots: Vec<String>,
     /// Install-relative directories inside roots that are never touched
     /// (disabled users' mailboxes, the store's logs, queue, tmp…).
-    pub protected: Vec<String>,
+    pub protected: HashSet<String>,
     /// Install-relative paths the backup skipped for a problem (unreadable,
     /// vanished, unsafe names…): the archive cannot restore them, so a
     /// restore leaves whatever is there in place.
-    pub skipped: Vec<String>,
+    pub skipped: HashSet<String>,
+}
+
+/// Whether `rel` or one of its ancestors is in `set`: one lookup per path
+/// component, however long the list (a summary may skip 50,000 items).
+fn in_or_under(set: &HashSet<String>, rel: &str) -> bool {
+    !set.is_empty()
+        && (set.contains(rel) || rel.match_indices('/').any(|(i, _)| set.contains(&rel[..i])))
 }
 
 fn domains(catalog: &Catalog) -> BTreeSet<String> {
@@ -95,6 +102,15 @@ impl Selection {
             (Some(domain), Some(u)) => {
                 let mut root = format!("store/mail/{domain}/{u}");
                 if !in_backup(&format!("{root}/")) {
+                    let disabled = skipped
+                        .iter()
+                        .any(|k| k.reason == SkipReason::DisabledUser && k.path == root);
+                    if disabled {
+                        return Err(Error::Request(format!(
+                            "user `{u}@{domain}` was disabled when this backup was taken, so it is not in it \
+                             (Kerio leaves disabled users out): an older backup may hold the mailbox (--at, or name its archive)"
+                        )));
+                    }
                     return Err(Error::Request(format!(
                         "user `{u}@{domain}` is not in the backup"
                     )));
@@ -180,7 +196,7 @@ impl Selection {
             !all.iter()
                 .any(|o| o != r && r.starts_with(&format!("{o}/")))
         });
-        let mut protected: Vec<String> = skipped
+        let mut protected: HashSet<String> = skipped
             .iter()
             .filter(|s| s.reason == SkipReason::DisabledUser)
             .map(|s| s.path.clone())
@@ -207,13 +223,13 @@ impl Selection {
     /// Whether a path is protected (never touched).
     #[must_use]
     pub fn is_protected(&self, rel: &str) -> bool {
-        self.protected.iter().any(|p| layout::within(rel, p))
+        in_or_under(&self.protected, rel)
     }
 
     /// Whether the backup skipped this path (or a directory holding it).
     #[must_use]
     pub fn was_skipped(&self, rel: &str) -> bool {
-        self.skipped.iter().any(|p| layout::within(rel, p))
+        in_or_under(&self.skipped, rel)
     }
 }
 

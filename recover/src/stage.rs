@@ -38,10 +38,11 @@ pub const STAGING_DIR: &str = ".kmsrecover-staging";
 /// The install's restore lock.
 pub const LOCK_FILE: &str = ".kmsrecover.lock";
 
-/// Whether a directory entry is the restore's own (staging, lock, leftovers).
+/// Whether a directory entry is the restore's own (its staging area or its
+/// lock): exact names, so a user's `.kmsrecover notes` folder is data.
 #[must_use]
 pub fn is_ours(name: &OsStr) -> bool {
-    name.to_str().is_some_and(|n| n.starts_with(OURS_PREFIX))
+    name == STAGING_DIR || name == LOCK_FILE
 }
 
 /// A file that could not be restored.
@@ -198,7 +199,8 @@ fn stage_and_swap(
             continue;
         }
         fs::create_dir(staged).map_err(Error::io("cannot create", staged))?;
-        if root.dest.is_dir() {
+        // Never through a link: a root that is a symlink is replaced, not followed.
+        if fs::symlink_metadata(&root.dest).is_ok_and(|m| m.is_dir()) {
             let keep = |p: &Path| !deletes.contains(p) && !replaced.contains(p);
             link_tree(&root.dest, staged, &keep, &whole, !plan.removes)?;
         }
@@ -344,9 +346,12 @@ fn extract_run(
             && made_dir.as_deref() != Some(parent)
         {
             fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+            no_links_between(staging_root(&target), parent)?;
             made_dir = Some(parent.to_path_buf());
         }
-        let mut file = fs::File::create(&target).map_err(Error::io("cannot create", &target))?;
+        // A new file, never an existing one (nor through a link).
+        let mut file =
+            fs::File::create_new(&target).map_err(Error::io("cannot create", &target))?;
         match reader.read(&w.source, &mut file, &mut buf) {
             Ok(()) => {
                 let t = Mtime {
@@ -380,6 +385,40 @@ fn extract_run(
     Ok(out)
 }
 
+/// The staged root a staged path lies in (`…/.kmsrecover-staging/<n>`).
+fn staging_root(p: &Path) -> &Path {
+    let mut prev = p;
+    for a in p.ancestors() {
+        if a.file_name() == Some(OsStr::new(STAGING_DIR)) {
+            return prev;
+        }
+        prev = a;
+    }
+    p
+}
+
+/// Checks that no directory from `root` down to `dir` is a symbolic link:
+/// staged content is written only into directories the restore made.
+fn no_links_between(root: &Path, dir: &Path) -> Result<()> {
+    let Ok(rest) = dir.strip_prefix(root) else {
+        return Ok(());
+    };
+    let mut p = root.to_path_buf();
+    for c in rest.components() {
+        p.push(c);
+        let m = fs::symlink_metadata(&p).map_err(Error::io("cannot stat", &p))?;
+        if !m.is_dir() {
+            return Err(Error::Unsafe {
+                path: p.display().to_string(),
+                reason:
+                    "a staged folder is not a directory (a link?): nothing is written through it"
+                        .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Mirrors `from` into `to`: files hard-linked when `keep` says so;
 /// directories created only where something lands in them, except inside
 /// `whole` directories (kept as they are, empty ones included) and
@@ -407,9 +446,6 @@ fn link_tree(
     for e in fs::read_dir(from).map_err(Error::io("cannot list", from))? {
         let e = e.map_err(Error::io("cannot list", from))?;
         let name = e.file_name();
-        if is_ours(&name) {
-            continue;
-        }
         let (src, dst) = (e.path(), to.join(&name));
         let t = e.file_type().map_err(Error::io("cannot stat", &src))?;
         if t.is_dir() {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use mailvault_formats::layout::{self, CATALOG_ENTRY};
-use mailvault_formats::limits::catalog_row_bound;
+use mailvault_formats::limits::CatalogBound;
 use mailvault_formats::{
     ArchiveKind, ArchiveName, Catalog, CatalogEntry, Location, Mtime, RelPath, Skipped,
 };
@@ -650,7 +650,11 @@ fn scan_unreadable(chain: &mut RestoreChain) {
         if role == SetRole::Differential && chain.differential.is_none() {
             continue;
         }
-        let base_entries = chain.full.entries;
+        let (base_entries, base_names) = if role == SetRole::Differential {
+            (chain.full.entries, chain.full.name_bytes)
+        } else {
+            (0, 0)
+        };
         let set = match role {
             SetRole::Full => &mut chain.full,
             SetRole::Differential => match chain.differential.as_mut() {
@@ -702,7 +706,13 @@ fn scan_unreadable(chain: &mut RestoreChain) {
             continue;
         }
         // The catalog's central-directory copy was unreadable: try the one found by scanning.
-        let bound = catalog_row_bound(set.entries + extra.len() as u64, base_entries);
+        let extra_names: u64 = extra.iter().map(|e| e.path.len() as u64).sum();
+        let bound = CatalogBound::for_archive(
+            set.entries + extra.len() as u64,
+            set.name_bytes + extra_names,
+            base_entries,
+            base_names,
+        );
         let recovered = found_catalog.and_then(|(v, f)| {
             let mut r = storage.open(&set.info.set.volume_name(v)).ok()?;
             let mut bytes = Vec::new();

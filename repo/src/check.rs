@@ -10,9 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::io::BufReader;
 
 use mailvault_formats::layout::{CATALOG_ENTRY, SUMMARY_ENTRY, VERSION_ENTRY};
-use mailvault_formats::limits::{
-    MAX_SUMMARY_BYTES, MAX_VERSION_BYTES, catalog_byte_bound, catalog_row_bound,
-};
+use mailvault_formats::limits::{CatalogBound, MAX_SUMMARY_BYTES, MAX_VERSION_BYTES};
 use mailvault_formats::{
     ArchiveKind, ArchiveName, Catalog, CatalogEntry, Location, Mtime, RelPath, Summary, VersionInfo,
 };
@@ -21,7 +19,7 @@ use serde::Serialize;
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::progress::Progress;
 use crate::reader::Volume;
-use crate::repository::Repository;
+use crate::repository::{Listing, Repository};
 use crate::set::{self, Flavor, SetInfo, SetStatus};
 use crate::storage::Storage;
 
@@ -41,6 +39,10 @@ pub struct LoadedSet {
     pub has_catalog: bool,
     /// `@backup/` entries in the present, readable volumes.
     pub entries: u64,
+    /// Bytes of their install-relative names (what bounds a catalog's text).
+    pub name_bytes: u64,
+    /// The bound its catalog was read with.
+    pub catalog_bound: CatalogBound,
     /// Volumes present but whose central directory cannot be read (salvage
     /// reads them by their local headers).
     pub unreadable: BTreeSet<u32>,
@@ -87,6 +89,8 @@ pub fn load(storage: &dyn Storage, info: SetInfo, base: Option<&LoadedSet>) -> L
         catalog_read: false,
         has_catalog: false,
         entries: 0,
+        name_bytes: 0,
+        catalog_bound: CatalogBound { rows: 0, bytes: 0 },
         unreadable: BTreeSet::new(),
         problems: Vec::new(),
         info,
@@ -150,6 +154,7 @@ pub fn load(storage: &dyn Storage, info: SetInfo, base: Option<&LoadedSet>) -> L
         }
     }
     out.entries = seen.len() as u64;
+    out.name_bytes = seen.iter().map(|s| s.rel.len() as u64).sum();
     if !mailvault {
         out.catalog = synthesise(&seen);
         return out;
@@ -181,8 +186,19 @@ pub fn load(storage: &dyn Storage, info: SetInfo, base: Option<&LoadedSet>) -> L
             let absent = (0..=*last_n)
                 .filter(|n| !out.info.set.volumes.contains_key(n) || out.unreadable.contains(n))
                 .count() as u64;
-            let own = out.entries + absent * (fullest * 2 + 10_000);
-            let bound = catalog_row_bound(own, base.map_or(0, |b| b.entries));
+            let extra = absent * (fullest * 2 + 10_000);
+            let avg_name = out
+                .name_bytes
+                .checked_div(out.entries)
+                .unwrap_or(256)
+                .max(64);
+            let bound = CatalogBound::for_archive(
+                out.entries + extra,
+                out.name_bytes + extra * avg_name,
+                base.map_or(0, |b| b.entries),
+                base.map_or(0, |b| b.name_bytes),
+            );
+            out.catalog_bound = bound;
             read_catalog(vol, bound)
                 .map_err(|p| out.problems.push(p))
                 .ok()
@@ -292,19 +308,19 @@ fn check_volume_meta(
     Some(summary)
 }
 
-fn read_catalog(vol: &mut Volume, bound: u64) -> Result<Catalog, Problem> {
+fn read_catalog(vol: &mut Volume, bound: CatalogBound) -> Result<Catalog, Problem> {
     let place = vol.place.clone();
     let Some(i) = vol.zip().index_for_name(CATALOG_ENTRY) else {
         return Err(Problem::new(ProblemKind::Unfinished, &place, "no catalog"));
     };
     let declared = vol.zip().by_index_data(i).map_or(0, |e| e.size());
-    if declared > catalog_byte_bound(bound) {
+    if declared > bound.bytes {
         return Err(Problem::new(
             ProblemKind::TooLarge,
             &place,
             format!(
-                "{declared} bytes, more than a catalog of at most {bound} rows can take ({} bytes)",
-                catalog_byte_bound(bound)
+                "{declared} bytes, more than a catalog of this archive's {} rows can take ({} bytes)",
+                bound.rows, bound.bytes
             ),
         )
         .at(CATALOG_ENTRY));
@@ -527,7 +543,7 @@ pub fn verify(
         leftovers: listing.leftovers(),
         ..VerifyReport::default()
     };
-    let wanted: Vec<&SetInfo> = listing
+    let mut wanted: Vec<&SetInfo> = listing
         .sets
         .iter()
         .filter(|s| only.is_none_or(|n| s.set.name == n.first_volume()))
@@ -545,21 +561,29 @@ pub fn verify(
             passed: Vec::new(),
         });
     }
+    // A differential is restored with its base: verifying it verifies both.
+    if only.is_some()
+        && let Some(base) = wanted.first().and_then(|d| base_of(&listing, d))
+        && let Some(bi) = listing.backups().find(|s| s.set.stem() == base)
+    {
+        wanted.insert(0, bi);
+    }
     let total: u64 = wanted.iter().map(|s| s.bytes).sum();
     progress.start("verifying", 0, total);
-    // Bases are loaded once and reused by their differentials.
+    // Bases are loaded once and reused by their differentials; `intact`
+    // says whether each verified set came out clean.
     let mut loaded: HashMap<String, LoadedSet> = HashMap::new();
+    let mut intact: HashMap<String, Option<Problem>> = HashMap::new();
     for info in wanted {
-        let base = info
-            .base()
-            .filter(|_| info.set.name.kind == ArchiveKind::Differential)
-            .map(str::to_string);
+        let is_diff = info.set.name.kind == ArchiveKind::Differential;
+        let base = if is_diff {
+            base_of(&listing, info)
+        } else {
+            None
+        };
         if let Some(b) = &base
             && !loaded.contains_key(b)
-            && let Some(bi) = listing
-                .sets
-                .iter()
-                .find(|s| &s.set.stem() == b && s.status.is_backup())
+            && let Some(bi) = listing.backups().find(|s| &s.set.stem() == b)
         {
             loaded.insert(b.clone(), load(storage, bi.clone(), None));
         }
@@ -579,24 +603,64 @@ pub fn verify(
         if !matches!(info.status, SetStatus::Foreign(_)) {
             read_everything(storage, &set, progress, &mut r);
         }
-        if let Some(b) = &base {
-            // A missing base was reported by load; say which one is missing where it is.
-            if !loaded.contains_key(b) && !r.problems.iter().any(|p| p.kind == ProblemKind::Missing)
-            {
-                r.problems.push(Problem::new(
+        let here = storage.describe(&info.set.volume_name(0));
+        if is_diff && !r.problems.iter().any(|p| p.kind == ProblemKind::Missing) {
+            match &base {
+                Some(b) if loaded.contains_key(b) => {
+                    // What a restore of this differential reads of its base
+                    // must be intact too.
+                    let first = intact
+                        .get(b)
+                        .cloned()
+                        .unwrap_or_else(|| loaded.get(b).and_then(|l| l.problems.first().cloned()));
+                    if let Some(p) = first {
+                        r.problems.push(Problem::new(
+                            p.kind,
+                            &here,
+                            format!("its base full {b} is not intact ({p})"),
+                        ));
+                    }
+                }
+                Some(b) => r.problems.push(Problem::new(
                     ProblemKind::Missing,
-                    storage.describe(&info.set.volume_name(0)),
-                    format!("its base full {b} is not in the repository"),
-                ));
+                    &here,
+                    format!("its base full {b} is not in {}", repo.location()),
+                )),
+                None => r.problems.push(Problem::new(
+                    ProblemKind::Missing,
+                    &here,
+                    format!(
+                        "no full backup before it in {} to be its base",
+                        repo.location()
+                    ),
+                )),
             }
         }
         if info.set.name.kind.is_complete() {
+            intact.insert(info.set.stem(), r.problems.first().cloned());
             loaded.insert(info.set.stem(), set);
         }
         report.sets.push(r);
     }
     progress.finish();
     Ok(report)
+}
+
+/// The stem of a differential's base: named in its `.version.txt`, or for
+/// a Kerio differential (which names none) the newest full before it.
+fn base_of(listing: &Listing, info: &SetInfo) -> Option<String> {
+    if info.set.name.kind != ArchiveKind::Differential {
+        return None;
+    }
+    match (info.base(), info.flavor) {
+        (Some(b), _) => Some(b.to_string()),
+        (None, Flavor::Kerio) => listing
+            .backups()
+            .rev()
+            .find(|s| s.set.name.kind.is_complete() && s.set.name < info.set.name)
+            .map(|s| s.set.stem()),
+        (None, _) => None,
+    }
 }
 
 /// Reads every entry of every readable volume (the `zip` crate checks each
@@ -617,7 +681,7 @@ fn read_everything(
         };
         // Metadata beyond its bound was reported by `load`; reading it
         // whole would only let a crafted archive burn CPU.
-        let catalog_cap = catalog_byte_bound(catalog_row_bound(set.entries.max(1), set.entries));
+        let catalog_cap = set.catalog_bound.bytes.max(1 << 20);
         let meta_cap = |name: &str| match name {
             VERSION_ENTRY => Some(MAX_VERSION_BYTES),
             SUMMARY_ENTRY => Some(MAX_SUMMARY_BYTES),
@@ -630,11 +694,17 @@ fn read_everything(
                 .by_index_data(i)
                 .map_or(0, |e| e.compressed_size());
             let limit = vol.zip().by_index_data(i).map_or(0, |e| e.size());
-            if vol
-                .entry_name(i)
+            let name = vol.entry_name(i);
+            // Entries a restore never reads (directories, unknown top-level
+            // files) do not fail verify either: one reader, one verdict.
+            let ignored = name
                 .as_deref()
-                .and_then(meta_cap)
-                .is_some_and(|cap| limit > cap)
+                .is_some_and(|n| crate::reader::classify(n) == crate::reader::EntryClass::Ignored);
+            if ignored
+                || name
+                    .as_deref()
+                    .and_then(meta_cap)
+                    .is_some_and(|cap| limit > cap)
             {
                 progress.inc(1, compressed);
                 continue;

@@ -20,8 +20,8 @@ use walkdir::WalkDir;
 
 use crate::error::{Error, Result};
 
-/// Names starting with this are kmsrecover's own (staging areas, its lock).
-const STAGING_PREFIX: &str = ".kmsrecover";
+/// kmsrecover's staging area (a reserved name; see docs/kmsrecover.md).
+const STAGING_DIR: &str = ".kmsrecover-staging";
 
 /// Where an install's parts are: the install directory, and its store
 /// (normally `<install>/store`; Kerio's `-s` can put it elsewhere).
@@ -306,16 +306,10 @@ fn walk(
             }
         };
         let path = entry.path();
-        // A restore's own staging area and lock (left by a killed restore) are not data.
-        if entry.depth() > 0
-            && entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(STAGING_PREFIX))
-        {
-            if entry.file_type().is_dir() {
-                walker.skip_current_dir();
-            }
+        // A restore's staging area left by a killed restore is not data (the
+        // exact, reserved name: a user's `.kmsrecover notes` folder is).
+        if entry.depth() > 0 && entry.file_type().is_dir() && entry.file_name() == STAGING_DIR {
+            walker.skip_current_dir();
             continue;
         }
         let Some(rel) = paths.rel(path) else {

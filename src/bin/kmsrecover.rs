@@ -138,6 +138,12 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.source.clone(),
             a.at.map_or(Pick::Newest, |t| Pick::At(t.with_timezone(&chrono::Utc))),
         ),
+        Ok(_) if a.at.is_some() => {
+            return Err(mailvault_recover::Error::Usage(
+                "--at picks a backup in a directory: give the backup directory, or the archive alone".into(),
+            )
+            .into());
+        }
         Ok(_) => {
             let file = a
                 .source
@@ -181,6 +187,12 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             d
         }
     };
+    let safety = ArchiveSafetyCopy {
+        dir: a
+            .safety_dir
+            .clone()
+            .unwrap_or_else(|| ArchiveSafetyCopy::beside(&dir).dir),
+    };
     let req = RestoreRequest {
         pick,
         domain: a.domain.clone(),
@@ -190,6 +202,11 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         destination,
         as_folder: a.as_folder.clone(),
         salvage: a.salvage,
+        // The backups and the safety copies are never restored over, even
+        // where they lie inside what is restored.
+        untouchable: vec![dir.clone(), safety.dir.clone()],
+        // -s / -c name their places explicitly, as --into does.
+        require_install: a.store.is_none() && a.cfgdir.is_none(),
     };
     req.check()?;
 
@@ -209,12 +226,6 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let safety = ArchiveSafetyCopy {
-        dir: a
-            .safety_dir
-            .clone()
-            .unwrap_or_else(|| ArchiveSafetyCopy::beside(&dir).dir),
-    };
     let opts = ExecuteOptions {
         safety: (!a.no_safety_copy).then_some(&safety as &dyn mailvault_recover::SafetyCopier),
         running: match (&a.pid_file, &a.running_check) {

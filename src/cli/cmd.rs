@@ -15,6 +15,18 @@ use super::args::{BackupArgs, Cli, Command, CompressionArg, Kind, RotationArgs, 
 use super::printer;
 use super::progress::Drawer;
 
+/// A command line that cannot work (exit code 2, like clap's own errors).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// Exit code: some items were skipped for a problem.
 pub const EXIT_PARTIAL: u8 = 3;
 /// Exit code: verify found damage.
@@ -46,7 +58,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let opts = rotation_opts(&r);
             if !opts.is_active() {
-                anyhow::bail!("give --keep-full N and/or --keep-latest-differential-only");
+                return Err(UsageError(
+                    "give --keep-full N and/or --keep-latest-differential-only".into(),
+                )
+                .into());
             }
             let repo = Repository::new(LocalDir::new(&dir));
             let lock = if dry_run {

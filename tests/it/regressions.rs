@@ -882,3 +882,370 @@ fn issue6_ratios_print_sensibly() {
         }
     }
 }
+
+// ---- found by the adversarial review of this issue's work ----
+
+fn strace_kill(nth: u32, syscall: &str, args: &[&str], bin: &str) {
+    let out = std::process::Command::new("strace")
+        .args(["-f", "-o", "/dev/null", "-e", &format!("trace={syscall}")])
+        .args(["-e", &format!("inject={syscall}:signal=KILL:when={nth}")])
+        .arg(bin)
+        .args(args)
+        .output()
+        .expect("strace (scripts/test.sh installs it)");
+    assert!(
+        !out.status.success(),
+        "the run was to be killed at its {nth}th {syscall}"
+    );
+}
+
+#[test]
+fn review_a_symlinked_folder_is_never_written_through() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let m = t.path("store/mail/example.com");
+    std::fs::remove_dir_all(m.join("john/Projects")).unwrap();
+    std::os::unix::fs::symlink(m.join("jane/INBOX"), m.join("john/Projects")).unwrap();
+    let jane = snapshot(&m.join("jane"));
+    kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert!(
+        snapshot(&m.join("jane")) == jane,
+        "jane's mailbox changed through john's symlinked folder"
+    );
+    assert!(
+        std::fs::symlink_metadata(m.join("john/Projects"))
+            .unwrap()
+            .is_dir(),
+        "john's folder is back as a folder"
+    );
+    // A symlinked mailbox root is replaced, not followed.
+    let elsewhere = t.tmp.path().join("elsewhere");
+    std::fs::rename(m.join("john"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, m.join("john")).unwrap();
+    std::fs::write(elsewhere.join("INBOX/#msgs/000000ff.eml"), b"only here").unwrap();
+    kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert!(std::fs::symlink_metadata(m.join("john")).unwrap().is_dir());
+    assert_eq!(
+        std::fs::read(elsewhere.join("INBOX/#msgs/000000ff.eml")).unwrap(),
+        b"only here",
+        "the link's target is untouched"
+    );
+}
+
+#[test]
+fn review_the_backup_and_safety_directories_inside_a_restored_root_survive() {
+    let t = TestInstall::sample();
+    let inside = t.path("store/mail/backup");
+    ok(&[
+        "backup",
+        "full",
+        "-q",
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--backup-dir",
+        inside.to_str().unwrap(),
+    ]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/000000ff.eml"),
+        b"new",
+    )
+    .unwrap();
+    // The default safety copy would land inside what is replaced: refused, nothing changed.
+    let before = snapshot(&t.install());
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        inside.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("--safety-dir"), "{}", stderr(&out));
+    assert!(snapshot(&t.install()) == before);
+    // With the copy elsewhere, the restore runs and the backups survive it.
+    let safety = t.tmp.path().join("safety");
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--safety-dir",
+        safety.to_str().unwrap(),
+        "-q",
+        inside.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_dir(&inside)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".zip"))
+            .count(),
+        1
+    );
+    assert!(
+        std::fs::read_dir(&safety)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with('C'))
+    );
+    ok(&["verify", inside.to_str().unwrap()]);
+}
+
+#[test]
+fn review_kmsrecover_like_user_folder_names_are_data() {
+    let t = TestInstall::sample();
+    let j = t.path("store/mail/example.com/john");
+    std::fs::create_dir_all(j.join(".kmsrecover notes/#msgs")).unwrap();
+    std::fs::write(j.join(".kmsrecover notes/#msgs/00000001.eml"), b"user mail").unwrap();
+    t.backup_ok("full", &[]);
+    assert!(
+        entry_names(&t.archives()[0])
+            .iter()
+            .any(|n| n.contains(".kmsrecover notes")),
+        "backed up"
+    );
+    std::fs::write(j.join("INBOX/#msgs/000000ff.eml"), b"new").unwrap();
+    kms_ok(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(
+        std::fs::read(j.join(".kmsrecover notes/#msgs/00000001.eml")).unwrap(),
+        b"user mail"
+    );
+}
+
+#[test]
+fn review_a_mailbox_disabled_since_the_full_is_named() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let users = std::fs::read_to_string(t.path("users.cfg")).unwrap();
+    let at = users.find(">jane<").unwrap();
+    let k = at + users[at..].find("Account_enabled\">1<").unwrap();
+    std::fs::write(
+        t.path("users.cfg"),
+        format!("{}Account_enabled\">0<{}", &users[..k], &users[k + 19..]),
+    )
+    .unwrap();
+    t.backup_ok("differential", &[]);
+    let into = t.tmp.path().join("into");
+    let out = kms_ok(&[
+        "--into",
+        into.to_str().unwrap(),
+        t.backups().to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&out).contains("store/mail/example.com/jane` was disabled"),
+        "{}",
+        stdout(&out)
+    );
+    let out = kms(&[
+        "--into",
+        t.tmp.path().join("x").to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "jane",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("was disabled when this backup was taken"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn review_verify_and_restore_agree_on_a_differential_over_a_damaged_base() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &["--split-size", "64K"]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000001.eml"),
+        b"changed",
+    )
+    .unwrap();
+    t.backup_ok("differential", &[]);
+    let d = first_volume(&t, 'D');
+    let f = first_volume(&t, 'F');
+    let v1 = t
+        .archives()
+        .into_iter()
+        .find(|p| {
+            p.to_str().unwrap().ends_with("Z.1.zip")
+                && p.file_name().unwrap().to_str().unwrap().starts_with('F')
+        })
+        .unwrap();
+    std::fs::rename(&v1, t.tmp.path().join("lost.zip")).unwrap();
+    let v = run(&["verify", d.to_str().unwrap()]);
+    let r = kms(&[
+        "--into",
+        t.tmp.path().join("a").to_str().unwrap(),
+        d.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (v.status.code(), r.status.code()),
+        (Some(5), Some(1)),
+        "{}{}",
+        stderr(&v),
+        stderr(&r)
+    );
+    std::fs::rename(t.tmp.path().join("lost.zip"), &v1).unwrap();
+    flip_byte_in_entry(&f, "@backup/users.cfg");
+    let v = run(&["verify", d.to_str().unwrap()]);
+    let r = kms(&[
+        "--into",
+        t.tmp.path().join("b").to_str().unwrap(),
+        d.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        (v.status.code(), r.status.code()),
+        (Some(5), Some(1)),
+        "{}{}",
+        stderr(&v),
+        stderr(&r)
+    );
+}
+
+#[test]
+fn review_long_catalog_rows_are_bounded_by_the_entry_names() {
+    // 20,000 one-byte entries with short names, a catalog whose rows carry
+    // 8 KB paths: refused within the memory the honest archive needs.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("fat");
+    std::fs::create_dir(&dir).unwrap();
+    let script = r#"
+import zipfile,sys,zlib
+out=sys.argv[1]
+n=20000
+ver='format-version: 1\ntool: t\ntype: full\nstarted: 2026-11-01T00:00:00Z\nhost: h\nsource: /x\nvolume: 0\n'
+with zipfile.ZipFile(out,'w',zipfile.ZIP_DEFLATED) as z:
+    z.writestr('.version.txt',ver)
+    rows=['# mailvault catalog 1']
+    for i in range(n):
+        p='store/mail/a/b/INBOX/#msgs/%08x.eml'%i
+        z.writestr('@backup/'+p,'x')
+        rows.append('%08x\t1\t1.0\t0\t%s' % (zlib.crc32(b'x'), p + '/' + 'y'*8000))
+    z.writestr('.catalog.tsv','\n'.join(rows)+'\n')
+    z.writestr('.summary.txt','type: full\nstatus: complete\nstarted: 2026-11-01T00:00:00Z\nended: 2026-11-01T00:00:00Z\nvolume: 0\nlast-volume: yes\nvolume-files: %d\nvolume-bytes: %d\nvolumes: 1\nfiles: %d\nbytes: %d\nstate-files: %d\nstate-bytes: %d\n'%(n,n,n,n,n,n))
+"#;
+    let st = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            dir.join("F20261101T000000Z.zip").to_str().unwrap(),
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mv = Path::new(env!("CARGO_BIN_EXE_mailvault"));
+    let (code, kib) = peak_rss_kib(mv, &["verify", "-q", dir.to_str().unwrap()]);
+    assert_eq!(code, 5);
+    assert!(kib < 100 * 1024, "verify peaked at {kib} KiB");
+}
+
+#[test]
+fn review_an_interrupted_rotation_never_orphans_a_differential() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(t.path("store/mail/example.com/john/INBOX/#msgs/000000ee.eml"), b"x").unwrap();
+    t.backup_ok("differential", &[]);
+    t.backup_ok("full", &[]);
+    // Killed at its second unlink (after the journal): the old chain is half gone.
+    strace_kill(
+        2,
+        "unlink",
+        &["rotate", t.backups().to_str().unwrap(), "--keep-full", "1"],
+        env!("CARGO_BIN_EXE_mailvault"),
+    );
+    let v = run(&["verify", t.backups().to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(0), "{}{}", stdout(&v), stderr(&v));
+    ok(&[
+        "rotate",
+        t.backups().to_str().unwrap(),
+        "--keep-full",
+        "1",
+        "-q",
+    ]);
+    assert_eq!(t.archives().len(), 1);
+}
+
+#[test]
+fn review_an_into_killed_midway_runs_again() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let into = t.tmp.path().join("into");
+    strace_kill(
+        2,
+        "rename",
+        &[
+            "--into",
+            into.to_str().unwrap(),
+            "-q",
+            t.backups().to_str().unwrap(),
+        ],
+        env!("CARGO_BIN_EXE_kmsrecover"),
+    );
+    assert!(into.exists(), "the kill left a partial restore");
+    kms_ok(&[
+        "--into",
+        into.to_str().unwrap(),
+        "-q",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(tree(&into), backed_up(tree(&t.install())));
+}
+
+#[test]
+fn review_options_that_cannot_work_are_refused() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let f = first_volume(&t, 'F');
+    let out = kms(&[
+        "--at",
+        "2000-01-01T00:00:00Z",
+        "--into",
+        t.tmp.path().join("a").to_str().unwrap(),
+        f.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let typo = t.tmp.path().join("Typo");
+    let out = kms(&[
+        "--install-dir",
+        typo.to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is not a Kerio Connect install") && !typo.exists(),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["rotate", t.backups().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
