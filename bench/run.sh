@@ -115,7 +115,7 @@ echo "==> peak RSS of list, verify and kmsrecover -l: honest vs hostile metadata
 crafted=$WORK/crafted
 [ -d "$crafted" ] || python3 tests/data/crafted/make.py "$crafted" --case version-bomb --case summary-bomb --case catalog-bomb --case catalog-comments >/dev/null
 rss_rows=""
-rss_of() { sync; /usr/bin/time -f '%M' -o "$WORK/time.txt" "$@" >/dev/null 2>&1 || true; cat "$WORK/time.txt"; }
+rss_of() { sync; /usr/bin/time -f '%M' -o "$WORK/time.txt" "$@" >/dev/null 2>&1 || true; tail -n 1 "$WORK/time.txt"; }
 
 big_line=""
 if [ "$BIG" = 1 ]; then
