@@ -1169,7 +1169,11 @@ with zipfile.ZipFile(out,'w',zipfile.ZIP_DEFLATED) as z:
 fn review_an_interrupted_rotation_never_orphans_a_differential() {
     let t = TestInstall::sample();
     t.backup_ok("full", &[]);
-    std::fs::write(t.path("store/mail/example.com/john/INBOX/#msgs/000000ee.eml"), b"x").unwrap();
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/000000ee.eml"),
+        b"x",
+    )
+    .unwrap();
     t.backup_ok("differential", &[]);
     t.backup_ok("full", &[]);
     // Killed at its second unlink (after the journal): the old chain is half gone.
