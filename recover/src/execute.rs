@@ -162,6 +162,11 @@ pub fn execute(
     }
     let into_existed = dest.into && dest.anchor().exists();
     let target_lock = stage::lock_target(dest, &plan.roots)?;
+    let marker = dest.anchor().join(stage::INTO_MARKER);
+    if dest.into {
+        std::fs::write(&marker, format!("pid {}\n", std::process::id()))
+            .map_err(Error::io("cannot create", &marker))?;
+    }
     let mut safety: Option<String> = None;
     let replaces = plan.writes.iter().any(|w| w.replace) || !plan.deletes.is_empty();
     let mut repo_lock = Some(lock);
@@ -195,6 +200,9 @@ pub fn execute(
     drop(target_lock);
     let lock_path = dest.anchor().join(stage::LOCK_FILE);
     let _ = std::fs::remove_file(&lock_path);
+    if dest.into {
+        let _ = std::fs::remove_file(&marker);
+    }
     let applied = match applied {
         Ok(a) => a,
         Err(e) => {

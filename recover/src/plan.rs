@@ -230,10 +230,10 @@ pub fn prepare(repo: &Repository, mut request: RestoreRequest) -> Result<Prepare
     })
 }
 
-/// `--into` needs an empty or new directory. One that holds the lock file
-/// of an `--into` restore that was killed (nobody holds the lock) was empty
-/// when that run started: what is in it is that run's, and is cleared so the
-/// restore can run again.
+/// `--into` needs an empty or new directory. One that holds the marker of
+/// an `--into` restore that was killed (and whose lock nobody holds) was
+/// empty when that run started: what is in it is that run's, and is cleared
+/// so the restore can run again. A live install never holds the marker.
 fn check_empty(dir: &Path) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
@@ -242,40 +242,42 @@ fn check_empty(dir: &Path) -> Result<()> {
     if names.iter().all(|n| is_ours(n)) {
         return Ok(());
     }
+    let not_empty = || {
+        Error::Request(format!(
+            "`{}` is not empty: --into needs an empty or new directory",
+            dir.display()
+        ))
+    };
+    if !dir.join(crate::stage::INTO_MARKER).is_file() {
+        return Err(not_empty());
+    }
     let lock = dir.join(crate::stage::LOCK_FILE);
-    if let Ok(f) = std::fs::File::open(&lock) {
-        match f.try_lock() {
-            Ok(()) => {
-                for n in &names {
-                    let p = dir.join(n);
-                    let r = if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-                        std::fs::remove_dir_all(&p)
-                    } else {
-                        std::fs::remove_file(&p)
-                    };
-                    r.map_err(Error::io(
-                        "cannot remove what an interrupted --into left",
-                        &p,
-                    ))?;
-                }
-                return Ok(());
+    let held = std::fs::File::open(&lock).ok().map(|f| f.try_lock());
+    match held {
+        Some(Err(std::fs::TryLockError::WouldBlock)) => Err(Error::Busy {
+            path: dir.to_path_buf(),
+            holder: std::fs::read_to_string(&lock)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+        }),
+        Some(Err(std::fs::TryLockError::Error(_))) => Err(not_empty()),
+        Some(Ok(())) | None => {
+            for n in &names {
+                let p = dir.join(n);
+                let r = if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                r.map_err(Error::io(
+                    "cannot remove what an interrupted --into left",
+                    &p,
+                ))?;
             }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(Error::Busy {
-                    path: dir.to_path_buf(),
-                    holder: std::fs::read_to_string(&lock)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_string(),
-                });
-            }
-            Err(std::fs::TryLockError::Error(_)) => {}
+            Ok(())
         }
     }
-    Err(Error::Request(format!(
-        "`{}` is not empty: --into needs an empty or new directory",
-        dir.display()
-    )))
 }
 
 /// A restore in place needs an install there: a mistyped --install-dir must

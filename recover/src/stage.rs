@@ -37,12 +37,17 @@ pub const OURS_PREFIX: &str = ".kmsrecover";
 pub const STAGING_DIR: &str = ".kmsrecover-staging";
 /// The install's restore lock.
 pub const LOCK_FILE: &str = ".kmsrecover.lock";
+/// Present in an `--into` directory while a restore fills it: if a run is
+/// killed, the next `--into` there knows the content is that run's (never
+/// written by an in-place restore, so a live install is never taken for
+/// one).
+pub const INTO_MARKER: &str = ".kmsrecover-into";
 
 /// Whether a directory entry is the restore's own (its staging area or its
 /// lock): exact names, so a user's `.kmsrecover notes` folder is data.
 #[must_use]
 pub fn is_ours(name: &OsStr) -> bool {
-    name == STAGING_DIR || name == LOCK_FILE
+    name == STAGING_DIR || name == LOCK_FILE || name == INTO_MARKER
 }
 
 /// A file that could not be restored.

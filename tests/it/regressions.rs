@@ -1253,3 +1253,40 @@ fn review_options_that_cannot_work_are_refused() {
     let out = run(&["rotate", t.backups().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn review_into_never_clears_a_live_install_left_by_a_killed_restore() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/000000ff.eml"),
+        b"new",
+    )
+    .unwrap();
+    // An in-place restore killed midway leaves its lock file in the install.
+    strace_kill(
+        1,
+        "linkat",
+        &[
+            "--install-dir",
+            t.install().to_str().unwrap(),
+            "--no-safety-copy",
+            "-q",
+            t.backups().to_str().unwrap(),
+        ],
+        env!("CARGO_BIN_EXE_kmsrecover"),
+    );
+    assert!(t.path(".kmsrecover.lock").exists());
+    let before = snapshot(&t.install());
+    let out = kms(&[
+        "--into",
+        t.install().to_str().unwrap(),
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("is not empty"), "{}", stderr(&out));
+    assert!(
+        snapshot(&t.install()) == before,
+        "the live install was not touched"
+    );
+}
