@@ -25,8 +25,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::request::RestoreRequest;
+use crate::request::{INTO_MARKER, LOCK_FILE, is_ours};
 use crate::select::Selection;
-use crate::stage::is_ours;
 
 /// One file to write.
 #[derive(Debug, Clone, Serialize)]
@@ -248,10 +248,10 @@ fn check_empty(dir: &Path) -> Result<()> {
             dir.display()
         ))
     };
-    if !dir.join(crate::stage::INTO_MARKER).is_file() {
+    if !dir.join(INTO_MARKER).is_file() {
         return Err(not_empty());
     }
-    let lock = dir.join(crate::stage::LOCK_FILE);
+    let lock = dir.join(LOCK_FILE);
     let held = std::fs::File::open(&lock).ok().map(|f| f.try_lock());
     match held {
         Some(Err(std::fs::TryLockError::WouldBlock)) => Err(Error::Busy {

@@ -4,6 +4,7 @@
 //! filesystem paths is [`Destination::dest`], through
 //! `layout::enclosed_path`.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use mailvault_formats::layout::{self, enclosed_path};
@@ -11,6 +12,24 @@ use mailvault_repo::chain::Pick;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+/// Names a restore reserves in a destination for itself (docs/kmsrecover.md).
+/// Staging area directory name.
+pub const STAGING_DIR: &str = ".kmsrecover-staging";
+/// The install's restore lock.
+pub const LOCK_FILE: &str = ".kmsrecover.lock";
+/// Present in an `--into` directory while a restore fills it: if a run is
+/// killed, the next `--into` there knows the content is that run's (never
+/// written by an in-place restore, so a live install is never taken for
+/// one).
+pub const INTO_MARKER: &str = ".kmsrecover-into";
+
+/// Whether a directory entry is the restore's own (its staging area or its
+/// lock): exact names, so a user's `.kmsrecover notes` folder is data.
+#[must_use]
+pub fn is_ours(name: &OsStr) -> bool {
+    name == STAGING_DIR || name == LOCK_FILE || name == INTO_MARKER
+}
 
 /// Parts of `-m/--mask`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -226,8 +245,8 @@ impl RestoreRequest {
             && (n.is_empty()
                 || n.contains('/')
                 || layout::check_relative(n).is_err()
-                || n == crate::stage::STAGING_DIR
-                || n == crate::stage::LOCK_FILE)
+                || n == STAGING_DIR
+                || n == LOCK_FILE)
         {
             return Err(Error::Usage(format!("bad --as-folder name `{n}`")));
         }

@@ -31,24 +31,7 @@ use crate::error::{Error, Result};
 use crate::plan::{RestorePlan, Root, Write};
 use crate::request::Destination;
 
-/// Prefix of everything a restore creates for itself in a target.
-pub const OURS_PREFIX: &str = ".kmsrecover";
-/// Staging area directory name.
-pub const STAGING_DIR: &str = ".kmsrecover-staging";
-/// The install's restore lock.
-pub const LOCK_FILE: &str = ".kmsrecover.lock";
-/// Present in an `--into` directory while a restore fills it: if a run is
-/// killed, the next `--into` there knows the content is that run's (never
-/// written by an in-place restore, so a live install is never taken for
-/// one).
-pub const INTO_MARKER: &str = ".kmsrecover-into";
-
-/// Whether a directory entry is the restore's own (its staging area or its
-/// lock): exact names, so a user's `.kmsrecover notes` folder is data.
-#[must_use]
-pub fn is_ours(name: &OsStr) -> bool {
-    name == STAGING_DIR || name == LOCK_FILE || name == INTO_MARKER
-}
+pub use crate::request::{INTO_MARKER, LOCK_FILE, STAGING_DIR, is_ours};
 
 /// A file that could not be restored.
 #[derive(Debug, Clone, Serialize)]
@@ -110,9 +93,7 @@ pub(crate) fn lock_target(dest: &Destination, roots: &[Root]) -> Result<TargetLo
     for r in roots {
         if let (Some(parent), Some(name)) = (r.dest.parent(), r.dest.file_name()) {
             for what in ["new", "old"] {
-                remove_any(
-                    &parent.join(format!("{OURS_PREFIX}-{what}-{}", name.to_string_lossy())),
-                )?;
+                remove_any(&parent.join(format!(".kmsrecover-{what}-{}", name.to_string_lossy())))?;
             }
             remove_any(&parent.join(STAGING_DIR))?;
         }
