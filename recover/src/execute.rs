@@ -142,16 +142,15 @@ pub fn execute(
     {
         return Err(Error::ServerRunning(why));
     }
-    if live
-        && let Some(loc) = opts
-            .safety
-            .filter(|_| plan.writes.iter().any(|w| w.replace) || !plan.deletes.is_empty())
-            .and_then(|c| c.location())
-    {
-        let loc = std::path::absolute(&loc).unwrap_or(loc);
-        if let Some(r) = plan.roots.iter().filter(|r| r.changes).find(|r| {
-            loc.starts_with(std::path::absolute(&r.dest).unwrap_or_else(|_| r.dest.clone()))
-        }) {
+    if live && let Some(loc) = opts.safety.and_then(|c| c.location()) {
+        // Where the copies physically go (links and `..` resolved): inside
+        // a restored root they would be swapped away with the old tree.
+        let loc = physical(&loc);
+        if let Some(r) = plan
+            .roots
+            .iter()
+            .find(|r| loc.starts_with(physical(&r.dest)))
+        {
             return Err(Error::Request(format!(
                 "the safety copy would go to `{}`, inside `{}`, which this restore replaces: \
                  give --safety-dir outside it (or --no-safety-copy)",
@@ -164,8 +163,28 @@ pub fn execute(
     let target_lock = stage::lock_target(dest, &plan.roots)?;
     let marker = dest.anchor().join(stage::INTO_MARKER);
     if dest.into {
-        std::fs::write(&marker, format!("pid {}\n", std::process::id()))
-            .map_err(Error::io("cannot create", &marker))?;
+        // What this run creates at the top of the directory: the next run
+        // may clear exactly that if this one is killed, and nothing else.
+        let mut created: Vec<String> = plan
+            .roots
+            .iter()
+            .filter_map(|r| r.dest.strip_prefix(dest.anchor()).ok())
+            .filter_map(|rel| rel.components().next())
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        created.sort();
+        created.dedup();
+        let mut text = format!(
+            "{}\npid {}\n",
+            crate::request::INTO_MARKER_MAGIC,
+            std::process::id()
+        );
+        for c in &created {
+            text.push_str("created ");
+            text.push_str(c);
+            text.push('\n');
+        }
+        std::fs::write(&marker, text).map_err(Error::io("cannot create", &marker))?;
     }
     let mut safety: Option<String> = None;
     let replaces = plan.writes.iter().any(|w| w.replace) || !plan.deletes.is_empty();
@@ -238,6 +257,30 @@ pub fn execute(
         notes: plan.notes.clone(),
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+/// A path with every link and `..` resolved, as far as it exists; the part
+/// that does not exist yet is appended as given.
+fn physical(p: &std::path::Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(cur) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
 }
 
 /// A failed `--into` leaves the directory as it found it: it was new or

@@ -62,6 +62,8 @@ pub enum KeepReason {
     /// No intact catalog proves it was absent at backup time (Kerio archive,
     /// salvage, damaged catalog).
     NotProvenAbsent,
+    /// The backup directory being read, or where safety copies go.
+    Backups,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -71,6 +73,7 @@ impl std::fmt::Display for KeepReason {
             Self::UnsafeName => "a name a backup cannot store",
             Self::SkippedByBackup => "skipped by the backup, so not in the archive",
             Self::NotProvenAbsent => "no intact catalog proves it absent at backup time",
+            Self::Backups => "the backups being read, or the safety copies",
         })
     }
 }
@@ -231,9 +234,11 @@ pub fn prepare(repo: &Repository, mut request: RestoreRequest) -> Result<Prepare
 }
 
 /// `--into` needs an empty or new directory. One that holds the marker of
-/// an `--into` restore that was killed (and whose lock nobody holds) was
-/// empty when that run started: what is in it is that run's, and is cleared
-/// so the restore can run again. A live install never holds the marker.
+/// an `--into` restore that was killed (and whose lock nobody holds) may be
+/// cleared of exactly what that run created, as its marker lists it, so the
+/// restore can run again; anything else in it, a marker that is not one, or
+/// a directory that looks like a live install (`store/logs`, `store/queue`)
+/// is refused as not empty.
 fn check_empty(dir: &Path) -> Result<()> {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return Ok(());
@@ -248,12 +253,31 @@ fn check_empty(dir: &Path) -> Result<()> {
             dir.display()
         ))
     };
-    if !dir.join(INTO_MARKER).is_file() {
+    let marker = std::fs::read(dir.join(INTO_MARKER)).unwrap_or_default();
+    let marker = String::from_utf8_lossy(&marker[..marker.len().min(64 * 1024)]).into_owned();
+    let mut lines = marker.lines();
+    if lines.next() != Some(crate::request::INTO_MARKER_MAGIC) {
+        return Err(not_empty());
+    }
+    let created: Vec<&str> = lines.filter_map(|l| l.strip_prefix("created ")).collect();
+    let foreign = names.iter().any(|n| {
+        !is_ours(n)
+            && !created
+                .iter()
+                .any(|c| std::ffi::OsStr::new(c) == n.as_os_str())
+    });
+    let live = ["store/logs", "store/queue"]
+        .iter()
+        .any(|d| dir.join(d).exists());
+    // A restore only ever creates the install's top-level parts.
+    let restorable = |c: &&str| {
+        layout::CONFIG_FILES.contains(c) || layout::CONFIG_DIRS.contains(c) || *c == "store"
+    };
+    if foreign || live || !created.iter().all(restorable) {
         return Err(not_empty());
     }
     let lock = dir.join(LOCK_FILE);
-    let held = std::fs::File::open(&lock).ok().map(|f| f.try_lock());
-    match held {
+    match std::fs::File::open(&lock).ok().map(|f| f.try_lock()) {
         Some(Err(std::fs::TryLockError::WouldBlock)) => Err(Error::Busy {
             path: dir.to_path_buf(),
             holder: std::fs::read_to_string(&lock)
@@ -263,12 +287,12 @@ fn check_empty(dir: &Path) -> Result<()> {
         }),
         Some(Err(std::fs::TryLockError::Error(_))) => Err(not_empty()),
         Some(Ok(())) | None => {
-            for n in &names {
-                let p = dir.join(n);
-                let r = if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
-                    std::fs::remove_dir_all(&p)
-                } else {
-                    std::fs::remove_file(&p)
+            for c in created {
+                let p = dir.join(c);
+                let r = match std::fs::symlink_metadata(&p) {
+                    Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                    Ok(_) => std::fs::remove_file(&p),
+                    Err(_) => Ok(()),
                 };
                 r.map_err(Error::io(
                     "cannot remove what an interrupted --into left",
@@ -278,6 +302,45 @@ fn check_empty(dir: &Path) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// Refuses a root reached through a symbolic link below the store (or
+/// install) directory: restoring `john/INBOX` where `john` links to `jane`
+/// would replace Jane's INBOX. (The store, `store/mail` and the install
+/// directory themselves may be links: that is a deployment, not a mailbox.)
+fn no_link_above(dest: &crate::request::Destination, root: &Path) -> Result<()> {
+    let mail = dest.store_dir.join("mail");
+    let anchor = if root.starts_with(&mail) {
+        mail.as_path()
+    } else if root.starts_with(&dest.store_dir) {
+        dest.store_dir.as_path()
+    } else {
+        dest.cfg_dir.as_path()
+    };
+    let Ok(between) = root.strip_prefix(anchor) else {
+        return Ok(());
+    };
+    let mut p = anchor.to_path_buf();
+    let parts: Vec<_> = between.components().collect();
+    // The root itself may be a link: it is replaced, never followed.
+    for c in parts.iter().take(parts.len().saturating_sub(1)) {
+        p.push(c);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(Error::Unsafe {
+                    path: p.display().to_string(),
+                    reason: format!(
+                        "it is a symbolic link, and `{}` lies below it: a restore never writes through a link \
+                         (restore the mailbox or domain it stands for, which replaces the link, or remove the link)",
+                        root.display()
+                    ),
+                });
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// A restore in place needs an install there: a mistyped --install-dir must
@@ -358,6 +421,7 @@ fn make_plan(
     };
     for root in &sel.roots {
         let rdest = dest.dest(root)?;
+        no_link_above(dest, &rdest)?;
         let is_file = state_paths.contains_key(root.as_str());
         let before = out.deletes.len();
         let mut vanishing_dirs = false;
@@ -537,8 +601,22 @@ fn walk(dir: &Path, rel: &str, w: &mut Walk<'_>, out: &mut RestorePlan) -> Resul
         };
         let child = format!("{rel}/{name}");
         if t.is_dir() {
-            if w.sel.is_protected(&child) || is_untouchable(&e, w.untouchable) {
+            if w.sel.is_protected(&child) {
                 out.keep_whole.push(path);
+                survives = true;
+                continue;
+            }
+            if is_untouchable(&e, w.untouchable) {
+                // Kept whole and said so; what the backup holds there (if
+                // anything) cannot be restored over it.
+                out.keep_whole.push(path.clone());
+                if w.wanted.dirs.contains(&path) {
+                    w.blocked.push(path.clone());
+                }
+                out.kept.push(Kept {
+                    path,
+                    reason: KeepReason::Backups,
+                });
                 survives = true;
                 continue;
             }

@@ -23,6 +23,9 @@ pub const LOCK_FILE: &str = ".kmsrecover.lock";
 /// written by an in-place restore, so a live install is never taken for
 /// one).
 pub const INTO_MARKER: &str = ".kmsrecover-into";
+/// First line of [`INTO_MARKER`]; then `pid N` and one `created NAME` line
+/// per top-level entry the run creates.
+pub const INTO_MARKER_MAGIC: &str = "kmsrecover --into 1";
 
 /// Whether a directory entry is the restore's own (its staging area or its
 /// lock): exact names, so a user's `.kmsrecover notes` folder is data.

@@ -43,6 +43,61 @@ pub fn classify(name: &str) -> EntryClass {
     }
 }
 
+/// Bytes a central directory record may take beyond the fixed part: a name
+/// of up to 4,096 bytes and 1 KiB of extra fields (mailvault writes 9 to 37).
+const MAX_CENTRAL_RECORD: u64 = 46 + 4096 + 1024;
+
+/// Refuses a volume whose central directory is larger than its entry count
+/// can account for, before the `zip` crate reads it (it keeps every record,
+/// extra fields included, in memory): an archive padded with 64 KiB extra
+/// fields per entry would otherwise cost memory in proportion to the
+/// padding. Reads only the end of the file. `None`: nothing wrong found (or
+/// no end record, which the `zip` crate then reports).
+fn central_directory_too_large(r: &mut Box<dyn ReadSeek>, place: &str) -> Option<Problem> {
+    use std::io::{Seek, SeekFrom};
+    let len = r.seek(SeekFrom::End(0)).ok()?;
+    let tail_len = len.min(65_535 + 22 + 20);
+    let mut tail = vec![0u8; usize::try_from(tail_len).ok()?];
+    r.seek(SeekFrom::Start(len - tail_len)).ok()?;
+    r.read_exact(&mut tail).ok()?;
+    r.seek(SeekFrom::Start(0)).ok()?;
+    let eocd = (0..=tail.len().checked_sub(22)?)
+        .rev()
+        .find(|&i| tail[i..i + 4] == [0x50, 0x4b, 0x05, 0x06])?;
+    let u16_at = |b: &[u8], i: usize| u64::from(u16::from_le_bytes([b[i], b[i + 1]]));
+    let u32_at =
+        |b: &[u8], i: usize| u64::from(u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]));
+    let mut entries = u16_at(&tail, eocd + 10);
+    let mut size = u32_at(&tail, eocd + 12);
+    if (entries == 0xFFFF || size == 0xFFFF_FFFF)
+        && eocd >= 20
+        && tail[eocd - 20..eocd - 16] == [0x50, 0x4b, 0x06, 0x07]
+    {
+        let at = u32_at(&tail, eocd - 12) | (u32_at(&tail, eocd - 8) << 32);
+        let mut rec = [0u8; 56];
+        if r.seek(SeekFrom::Start(at)).is_ok()
+            && r.read_exact(&mut rec).is_ok()
+            && rec[..4] == [0x50, 0x4b, 0x06, 0x06]
+        {
+            entries = u32_at(&rec, 32) | (u32_at(&rec, 36) << 32);
+            size = u32_at(&rec, 40) | (u32_at(&rec, 44) << 32);
+        }
+        r.seek(SeekFrom::Start(0)).ok()?;
+    }
+    let bound = entries
+        .saturating_mul(MAX_CENTRAL_RECORD)
+        .saturating_add(65_536);
+    (size > bound).then(|| {
+        Problem::new(
+            ProblemKind::TooLarge,
+            place,
+            format!(
+                "its central directory takes {size} bytes for {entries} entries (at most {bound} bytes): padded or damaged"
+            ),
+        )
+    })
+}
+
 /// Facts about one `@backup/` entry, from the central directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryFacts {
@@ -106,6 +161,10 @@ impl Volume {
             }
             e => Problem::new(ProblemKind::Damaged, &place, format!("cannot open: {e}")),
         })?;
+        let mut r = r;
+        if let Some(p) = central_directory_too_large(&mut r, &place) {
+            return Err(p);
+        }
         let zip = ZipArchive::new(r).map_err(|e| {
             Problem::new(
                 ProblemKind::Damaged,

@@ -204,7 +204,11 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         salvage: a.salvage,
         // The backups and the safety copies are never restored over, even
         // where they lie inside what is restored.
-        untouchable: vec![dir.clone(), safety.dir.clone()],
+        untouchable: if a.no_safety_copy {
+            vec![dir.clone()]
+        } else {
+            vec![dir.clone(), safety.dir.clone()]
+        },
         // -s / -c name their places explicitly, as --into does.
         require_install: a.store.is_none() && a.cfgdir.is_none(),
     };

@@ -1290,3 +1290,153 @@ fn review_into_never_clears_a_live_install_left_by_a_killed_restore() {
         "the live install was not touched"
     );
 }
+
+// ---- found by the second adversarial review ----
+
+#[test]
+fn review2_a_link_above_the_selected_root_is_refused() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let m = t.path("store/mail/example.com");
+    std::fs::remove_dir_all(m.join("john")).unwrap();
+    std::os::unix::fs::symlink("jane", m.join("john")).unwrap();
+    let before = snapshot(&m.join("jane"));
+    let install = t.install();
+    for extra in [&[][..], &["--as-folder", "Restored"][..]] {
+        let mut args = vec![
+            "--install-dir",
+            install.to_str().unwrap(),
+            "--no-safety-copy",
+            "-d",
+            "example.com",
+            "-u",
+            "john",
+            "-f",
+            "INBOX",
+        ];
+        args.extend_from_slice(extra);
+        let b = t.backups();
+        args.push(b.to_str().unwrap());
+        let out = kms(&args);
+        assert_eq!(out.status.code(), Some(1), "{extra:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+        assert!(
+            snapshot(&m.join("jane")) == before,
+            "{extra:?}: jane's mailbox changed"
+        );
+    }
+}
+
+#[test]
+fn review2_a_safety_dir_reaching_the_root_through_a_link_is_refused() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000099.eml"),
+        b"only here",
+    )
+    .unwrap();
+    let link = t.tmp.path().join("SL");
+    std::os::unix::fs::symlink(t.path("store/mail/example.com/john/INBOX"), &link).unwrap();
+    for safety in [link.join("sc"), link.clone(), link.join("../sx")] {
+        let out = kms(&[
+            "--install-dir",
+            t.install().to_str().unwrap(),
+            "-d",
+            "example.com",
+            "-u",
+            "john",
+            "--safety-dir",
+            safety.to_str().unwrap(),
+            t.backups().to_str().unwrap(),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}: {}",
+            safety.display(),
+            stdout(&out)
+        );
+        assert!(
+            stderr(&out).contains("--safety-dir outside"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(
+            std::fs::read(t.path("store/mail/example.com/john/INBOX/#msgs/00000099.eml")).unwrap(),
+            b"only here"
+        );
+    }
+}
+
+#[test]
+fn review2_a_planted_into_marker_clears_nothing() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let data = t.tmp.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("thesis.txt"), b"important").unwrap();
+    for marker in ["", "kmsrecover --into 1\ncreated thesis.txt\n"] {
+        std::fs::write(data.join(".kmsrecover-into"), marker).unwrap();
+        let out = kms(&[
+            "--into",
+            data.to_str().unwrap(),
+            t.backups().to_str().unwrap(),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{marker:?}: {}", stdout(&out));
+        assert_eq!(
+            std::fs::read(data.join("thesis.txt")).unwrap(),
+            b"important"
+        );
+    }
+    // A live install with a planted marker listing what a restore creates.
+    std::fs::write(
+        t.path(".kmsrecover-into"),
+        "kmsrecover --into 1\ncreated store\ncreated users.cfg\n",
+    )
+    .unwrap();
+    let before = snapshot(&t.install());
+    let out = kms(&[
+        "--into",
+        t.install().to_str().unwrap(),
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(snapshot(&t.install()) == before);
+}
+
+#[test]
+fn review2_a_padded_central_directory_is_refused_before_it_is_read() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let zip = t.archives()[0].clone();
+    // Every central record of the real backup gets 60,000 bytes of an unknown extra field.
+    let script = r"
+import zipfile,sys,shutil
+src=sys.argv[1];tmp=src+'.pad'
+with zipfile.ZipFile(src) as a, zipfile.ZipFile(tmp,'w') as b:
+  for i in a.infolist():
+    data=a.read(i)
+    i.extra=i.extra+b'\xfe\xca'+(60000).to_bytes(2,'little')+b'\0'*60000
+    b.writestr(i,data)
+shutil.move(tmp,src)
+";
+    let st = std::process::Command::new("python3")
+        .args(["-c", script, zip.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let v = run(&["verify", zip.to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(5));
+    assert!(
+        stderr(&v).contains("central directory takes"),
+        "{}",
+        stderr(&v)
+    );
+    let r = kms(&[
+        "--into",
+        t.tmp.path().join("x").to_str().unwrap(),
+        zip.to_str().unwrap(),
+    ]);
+    assert_eq!(r.status.code(), Some(1), "verify and restore agree");
+}
