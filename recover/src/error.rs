@@ -65,7 +65,7 @@ impl Error {
         Some(match self {
             Self::Repo(e) => return e.hint(),
             Self::Damaged(_) => {
-                "nothing live was changed; use --salvage to restore what is intact, or --at / an archive file to pick an older backup".into()
+                "nothing live was changed; restore an older backup (--at TIME with the backup directory, or name an older archive), or use --salvage to take what is intact".into()
             }
             Self::ServerRunning(_) => "stop the mail server first (or pass --force if you know it is safe)".into(),
             Self::Busy { .. } => "wait for the other restore to finish; a killed one releases the lock by itself".into(),

@@ -89,6 +89,9 @@ pub struct RestoreReport {
     /// Folders whose `index.fld` was renamed to `index.bad` (rebuilt by the server).
     #[serde(serialize_with = "crate::serde_path::paths")]
     pub index_bad: Vec<PathBuf>,
+    /// Live files that appeared while the restore ran (not in its plan):
+    /// put back or kept aside, never deleted.
+    pub arrived: Vec<stage::Arrived>,
     /// The safety copy taken first.
     pub safety_copy: Option<String>,
     /// Remarks.
@@ -106,12 +109,9 @@ impl RestoreReport {
     pub fn is_complete(&self) -> bool {
         self.not_restored.is_empty()
             && self.problems.is_empty()
+            && self.arrived.is_empty()
             && !self.passed_over.iter().any(|p| p.damaged)
-            && !(self.salvaging
-                && self
-                    .kept
-                    .iter()
-                    .any(|k| k.reason == KeepReason::NotProvenAbsent))
+            && !self.kept.iter().any(|k| k.reason == KeepReason::Salvage)
     }
 }
 
@@ -253,6 +253,7 @@ pub fn execute(
         kept: plan.kept.clone(),
         not_restored,
         index_bad: applied.index_bad,
+        arrived: applied.arrived,
         safety_copy: safety,
         notes: plan.notes.clone(),
         seconds: t0.elapsed().as_secs_f64(),

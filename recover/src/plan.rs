@@ -64,6 +64,8 @@ pub enum KeepReason {
     NotProvenAbsent,
     /// The backup directory being read, or where safety copies go.
     Backups,
+    /// A salvage removes nothing.
+    Salvage,
 }
 
 impl std::fmt::Display for KeepReason {
@@ -74,6 +76,7 @@ impl std::fmt::Display for KeepReason {
             Self::SkippedByBackup => "skipped by the backup, so not in the archive",
             Self::NotProvenAbsent => "no intact catalog proves it absent at backup time",
             Self::Backups => "the backups being read, or the safety copies",
+            Self::Salvage => "a salvage removes nothing",
         })
     }
 }
@@ -195,12 +198,26 @@ pub fn prepare(repo: &Repository, mut request: RestoreRequest) -> Result<Prepare
     let lock = repo.lock(LockMode::Shared, "kmsrecover")?;
     let chain = resolve(repo, &request.pick, request.salvage)?;
     let (state, lost) = chain.state()?;
-    let selection = Selection::new(
-        &request,
-        &chain.newest().catalog,
-        &chain.skipped(),
-        &chain.scope(),
-    )?;
+    // What the chain holds as a whole (a Kerio differential's own entries
+    // are only what changed: the parts only its full holds count too).
+    let whole = mailvault_formats::Catalog {
+        entries: state
+            .iter()
+            .map(|f| f.entry.clone())
+            // Files a salvage cannot restore are still what the backup held.
+            .chain(lost.iter().filter_map(|l| {
+                Some(mailvault_formats::CatalogEntry {
+                    path: mailvault_formats::RelPath::new(l.path.as_str()).ok()?,
+                    size: 0,
+                    mtime: Mtime::default(),
+                    crc32: 0,
+                    location: mailvault_formats::Location::Volume(0),
+                })
+            }))
+            .collect(),
+    };
+    let selection = Selection::new(&request, &whole, &chain.skipped(), &chain.scope())?;
+    drop(whole);
     if let Some(name) = &request.as_folder {
         let (Some(d), Some(u), Some(f)) = (&request.domain, &request.user, &request.folder) else {
             return Err(Error::Usage("--as-folder needs -d, -u and -f".into()));
@@ -418,6 +435,11 @@ fn make_plan(
         removes,
         untouchable: &untouchable,
         blocked: Vec::new(),
+        unproven: if chain.salvaging {
+            KeepReason::Salvage
+        } else {
+            KeepReason::NotProvenAbsent
+        },
     };
     for root in &sel.roots {
         let rdest = dest.dest(root)?;
@@ -536,7 +558,7 @@ fn make_plan(
     let unproven = out
         .kept
         .iter()
-        .filter(|k| k.reason == KeepReason::NotProvenAbsent)
+        .filter(|k| matches!(k.reason, KeepReason::NotProvenAbsent | KeepReason::Salvage))
         .count();
     if unproven > 0 {
         let why = if chain.salvaging {
@@ -568,6 +590,8 @@ struct Walk<'a> {
     /// Live non-directories where the restored state needs a folder, kept
     /// (nothing proves them absent): nothing is restored below them.
     blocked: Vec<PathBuf>,
+    /// Why a file not in the state is kept when nothing may be removed.
+    unproven: KeepReason,
 }
 
 /// Walks a live root directory and sorts its items into deletes and kept.
@@ -668,7 +692,7 @@ fn walk(dir: &Path, rel: &str, w: &mut Walk<'_>, out: &mut RestorePlan) -> Resul
         } else {
             out.kept.push(Kept {
                 path,
-                reason: KeepReason::NotProvenAbsent,
+                reason: w.unproven,
             });
             survives = true;
         }

@@ -42,6 +42,18 @@ pub struct NotRestored {
     pub reason: String,
 }
 
+/// A live file that appeared after the restore was planned (mail delivered
+/// while it ran): never deleted; put back where it was or kept aside.
+#[derive(Debug, Clone, Serialize)]
+pub struct Arrived {
+    /// Where it was.
+    #[serde(serialize_with = "crate::serde_path::path")]
+    pub path: PathBuf,
+    /// Where it is now.
+    #[serde(serialize_with = "crate::serde_path::path")]
+    pub now: PathBuf,
+}
+
 /// What staging and swapping did.
 #[derive(Debug, Default)]
 pub(crate) struct Applied {
@@ -50,6 +62,7 @@ pub(crate) struct Applied {
     pub roots: Vec<(String, PathBuf)>,
     pub not_restored: Vec<NotRestored>,
     pub index_bad: Vec<PathBuf>,
+    pub arrived: Vec<Arrived>,
 }
 
 /// The restore lock of an install (or `--into` directory), held while staging and swapping.
@@ -155,11 +168,23 @@ pub(crate) fn apply(
         .iter()
         .map(|(i, r)| (staging_path(dest, r, *i), *r))
         .collect();
-    let result = stage_and_swap(chain, plan, &staged_root, progress, before_swap, &mut done);
-    // Staging areas are ours alone; whatever happened, none is left behind.
-    for (s, _) in &staged_root {
-        if let Some(area) = s.parent() {
-            let _ = remove_any(area);
+    let result = stage_and_swap(
+        chain,
+        plan,
+        &staged_root,
+        dest,
+        progress,
+        before_swap,
+        &mut done,
+    );
+    // Staging areas are ours alone and are removed, unless a swap failed
+    // half-way: then an old tree there may still hold what was live, and it
+    // stays for the admin (the error names it; the next run clears it).
+    if result.is_ok() || done.roots.is_empty() {
+        for (s, _) in &staged_root {
+            if let Some(area) = s.parent() {
+                let _ = remove_any(area);
+            }
         }
     }
     result.map(|()| done)
@@ -169,6 +194,7 @@ fn stage_and_swap(
     chain: &RestoreChain,
     plan: &RestorePlan,
     staged_root: &[(PathBuf, &Root)],
+    dest: &Destination,
     progress: &dyn Progress,
     before_swap: &mut dyn FnMut() -> Result<()>,
     done: &mut Applied,
@@ -176,6 +202,13 @@ fn stage_and_swap(
     // 1. Stage: kept files by hard link, then extraction.
     let deletes: HashSet<&Path> = plan.deletes.iter().map(PathBuf::as_path).collect();
     let whole: HashSet<PathBuf> = plan.keep_whole.iter().cloned().collect();
+    // Live files the plan replaces (and so may go, into the safety copy).
+    let replacing: HashSet<&Path> = plan
+        .writes
+        .iter()
+        .filter(|w| w.replace)
+        .map(|w| w.dest.as_path())
+        .collect();
     let replaced: HashSet<&Path> = plan.writes.iter().map(|w| w.dest.as_path()).collect();
     for (staged, root) in staged_root {
         if let Some(p) = staged.parent() {
@@ -275,6 +308,10 @@ fn stage_and_swap(
         }
     }
 
+    // The live index.fld of those folders is now index.bad in the staged
+    // tree: after the swap, the old name is expected to go.
+    let reindexed: HashSet<PathBuf> = done.index_bad.iter().map(|f| f.join("index.fld")).collect();
+
     // 2. The caller's last word before anything live changes.
     before_swap()?;
 
@@ -293,7 +330,36 @@ fn stage_and_swap(
             fs::remove_file(&root.dest).map_err(Error::io("cannot delete", &root.dest))?;
         } else if !root.is_file && fs::symlink_metadata(&root.dest).is_ok() {
             exchange(staged, &root.dest)?;
-            fs::remove_dir_all(staged).map_err(Error::io("cannot remove the old tree", staged))?;
+            // The old tree is now where the staged one was. Whatever in it the
+            // plan did not know of (mail that arrived while the restore ran,
+            // a folder replaced meanwhile) is put back, or kept aside.
+            let expected =
+                |p: &Path| deletes.contains(p) || replacing.contains(p) || reindexed.contains(p);
+            let rescue = rescue_dir(dest, root);
+            let before = done.arrived.len();
+            settle(staged, &root.dest, &root.dest, &expected, &rescue, done)?;
+            remove_any(staged)?;
+            // A message put back into a restored folder is not in its index:
+            // the server rebuilds it from #msgs (renamed only now, when the
+            // old tree is gone through).
+            let mut folders: Vec<PathBuf> = done.arrived[before..]
+                .iter()
+                .filter(|a| a.now == a.path)
+                .filter_map(|a| {
+                    a.now
+                        .parent()
+                        .filter(|p| p.file_name() == Some(OsStr::new("#msgs")))
+                })
+                .filter_map(Path::parent)
+                .map(Path::to_path_buf)
+                .collect();
+            folders.sort();
+            folders.dedup();
+            for f in folders {
+                if fs::rename(f.join("index.fld"), f.join("index.bad")).is_ok() {
+                    done.index_bad.push(f);
+                }
+            }
         } else {
             if let Some(parent) = root.dest.parent() {
                 fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
@@ -303,6 +369,80 @@ fn stage_and_swap(
         }
         done.roots.push((root.rel.clone(), root.dest.clone()));
     }
+    Ok(())
+}
+
+/// Where files that arrived during a restore and cannot be put back go: a
+/// directory beside the staging area (same filesystem), named by the time.
+fn rescue_dir(dest: &Destination, root: &Root) -> PathBuf {
+    let anchor = if root.dest.starts_with(&dest.store_dir) {
+        &dest.store_dir
+    } else {
+        &dest.cfg_dir
+    };
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    anchor
+        .join(format!("kmsrecover-rescued-{stamp}"))
+        .join(&root.rel)
+}
+
+#[cfg(unix)]
+fn same_inode(a: &fs::Metadata, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    fs::symlink_metadata(b).is_ok_and(|m| m.dev() == a.dev() && m.ino() == a.ino())
+}
+
+/// Goes through an old tree after the swap: files hard-linked into the new
+/// tree, and files the plan replaced or removed, may go; anything else
+/// arrived after planning and is moved back to its place in the live tree
+/// (if the restored tree has nothing there) or into `rescue`, and reported.
+fn settle(
+    old: &Path,
+    live: &Path,
+    live_original: &Path,
+    expected: &dyn Fn(&Path) -> bool,
+    rescue: &Path,
+    done: &mut Applied,
+) -> Result<()> {
+    let m = fs::symlink_metadata(old).map_err(Error::io("cannot stat", old))?;
+    if m.is_dir() {
+        for e in fs::read_dir(old).map_err(Error::io("cannot list", old))? {
+            let e = e.map_err(Error::io("cannot list", old))?;
+            let name = e.file_name();
+            settle(
+                &e.path(),
+                &live.join(&name),
+                &live_original.join(&name),
+                expected,
+                &rescue.join(&name),
+                done,
+            )?;
+        }
+        return Ok(());
+    }
+    if same_inode(&m, live) || expected(live_original) {
+        return Ok(());
+    }
+    let put_back = fs::symlink_metadata(live).is_err()
+        && live
+            .parent()
+            .is_some_and(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()));
+    let to = if put_back {
+        live.to_path_buf()
+    } else {
+        rescue.to_path_buf()
+    };
+    if let Some(p) = to.parent() {
+        fs::create_dir_all(p).map_err(Error::io("cannot create", p))?;
+    }
+    fs::rename(old, &to).map_err(Error::io(
+        "cannot keep a file that arrived during the restore",
+        &to,
+    ))?;
+    done.arrived.push(Arrived {
+        path: live_original.to_path_buf(),
+        now: to,
+    });
     Ok(())
 }
 

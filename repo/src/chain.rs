@@ -480,6 +480,12 @@ pub fn resolve(repo: &Repository, pick: &Pick, salvage: bool) -> Result<RestoreC
         }
         Pick::Newest | Pick::At(_) => {
             let mut passed = Vec::new();
+            // Partial archives (safety copies) are passed over where there
+            // are backups of the whole install; a safety-copies directory
+            // holds nothing else, and there they are what is restored.
+            let whole_backups = listing
+                .backups()
+                .any(|s| s.version.as_ref().is_some_and(|v| v.scope.is_empty()));
             for info in listing.sets.iter().rev() {
                 if let Pick::At(t) = pick
                     && info.set.name.started > *t
@@ -504,6 +510,21 @@ pub fn resolve(repo: &Repository, pick: &Pick, salvage: bool) -> Result<RestoreC
                         continue;
                     }
                     _ => {}
+                }
+                if let Some(v) = info
+                    .version
+                    .as_ref()
+                    .filter(|v| !v.scope.is_empty() && whole_backups)
+                {
+                    passed.push(pass(
+                        format!(
+                            "a partial archive (a safety copy of {}), not a backup of the install; name it to restore it",
+                            v.scope.join(", ")
+                        ),
+                        false,
+                        None,
+                    ));
+                    continue;
                 }
                 if info.in_future && matches!(pick, Pick::Newest) {
                     passed.push(pass(

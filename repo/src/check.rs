@@ -162,6 +162,16 @@ pub fn load(storage: &dyn Storage, info: SetInfo, base: Option<&LoadedSet>) -> L
 
     // The catalog, bounded by this archive's own entries (and its base's).
     let is_diff = name.kind == ArchiveKind::Differential;
+    if let Some(b) = base.filter(|b| is_diff && b.name().started >= name.started) {
+        out.problems.push(Problem::new(
+            ProblemKind::Damaged,
+            storage.describe(&out.info.set.volume_name(0)),
+            format!(
+                "its base {} is not older than it: a differential builds on an earlier full",
+                b.stem()
+            ),
+        ));
+    }
     if is_diff && base.is_none() {
         out.problems.push(Problem::new(
             ProblemKind::Missing,
@@ -469,6 +479,86 @@ fn cross_check(
                 }
             }
             Location::Deleted => {}
+        }
+    }
+    // A differential's catalog accounts for every file of its base: stored
+    // again, unchanged, or deleted. A base file it leaves out would be
+    // removed by a restore without any proof that it was deleted.
+    if is_diff && let Some(b) = base {
+        let skipped: Vec<&str> = out
+            .info
+            .summary
+            .as_ref()
+            .map(|s| s.skipped.iter().map(|k| k.path.as_str()).collect())
+            .unwrap_or_default();
+        let mut missing = 0usize;
+        for e in b.catalog.state() {
+            if !rows.contains_key(e.path.as_str())
+                && !skipped
+                    .iter()
+                    .any(|k| mailvault_formats::layout::within(&e.path, k))
+            {
+                missing += 1;
+                if missing <= 20 {
+                    problems.push(
+                        Problem::new(
+                            ProblemKind::Damaged,
+                            vplace(set.highest()),
+                            format!(
+                                "the catalog does not account for this file of its base {} (neither stored, unchanged nor deleted)",
+                                b.stem()
+                            ),
+                        )
+                        .at(e.path.as_str()),
+                    );
+                }
+            }
+        }
+        if missing > 20 {
+            problems.push(Problem::new(
+                ProblemKind::Damaged,
+                vplace(set.highest()),
+                format!(
+                    "… and {} more files of its base the catalog does not account for",
+                    missing - 20
+                ),
+            ));
+        }
+    }
+    // The summary's totals must describe the same catalog.
+    if let Some(t) = out.info.summary.as_ref().and_then(|s| s.totals.as_ref()) {
+        let count = |f: &dyn Fn(&Location) -> bool| {
+            c.entries.iter().filter(|e| f(&e.location)).count() as u64
+        };
+        let state = count(&|l| *l != Location::Deleted);
+        let deleted = count(&|l| *l == Location::Deleted);
+        let from_base = count(&|l| *l == Location::Base);
+        let stored = count(&|l| matches!(l, Location::Volume(_)));
+        let mut disagree = Vec::new();
+        if t.state_files != state {
+            disagree.push(format!("state-files {} (catalog: {state})", t.state_files));
+        }
+        if t.files != stored {
+            disagree.push(format!("files {} (catalog: {stored})", t.files));
+        }
+        if is_diff && (t.deleted != deleted || t.from_base != from_base) {
+            disagree.push(format!(
+                "deleted {} / from-base {} (catalog: {deleted} / {from_base})",
+                t.deleted, t.from_base
+            ));
+        }
+        if !disagree.is_empty() {
+            problems.push(
+                Problem::new(
+                    ProblemKind::Damaged,
+                    vplace(set.highest()),
+                    format!(
+                        "`.summary.txt` disagrees with the catalog: {}",
+                        disagree.join(", ")
+                    ),
+                )
+                .at(mailvault_formats::layout::SUMMARY_ENTRY),
+            );
         }
     }
     // Hundreds of thousands of identical findings help nobody: keep the

@@ -278,6 +278,11 @@ impl Volume {
                 return None;
             }
             let name = std::str::from_utf8(f.name_raw()).ok()?;
+            // A root `users.cfg` beside `@backup/users.cfg` (both are read as
+            // the same file): the `@backup/` copy is the one, for every reader.
+            if !name.starts_with(layout::BACKUP_PREFIX) && self.has(&layout::entry_name(name)) {
+                return None;
+            }
             match classify(name) {
                 EntryClass::Backup(rel) => Some((
                     rel,

@@ -212,13 +212,14 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
     scan::check_install(&opts.paths())?;
     let repo = Repository::new(LocalDir::new(&opts.backup_dir));
     let created = repo.storage().create_root()?;
-    let result = repo
-        .lock(LockMode::Exclusive, &format!("backup {}", opts.kind))
-        .map_err(Error::from)
-        .and_then(|lock| locked_backup(opts, &repo, &lock, progress));
+    // Refused by another run: its directory, whoever made it, is left alone.
+    let lock = repo.lock(LockMode::Exclusive, &format!("backup {}", opts.kind))?;
+    let result = locked_backup(opts, &repo, &lock, progress);
     if result.is_err() && created {
+        // Still holding the lock: nobody else is using the directory.
         let _ = repo.storage().remove_root_if_empty();
     }
+    drop(lock);
     result
 }
 

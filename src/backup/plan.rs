@@ -148,10 +148,13 @@ pub(crate) fn make_plan(
 
     // The newest backup that can start a chain (F or C), whatever its state
     // (a damaged newest full must not make the differential use an older one).
-    let newest = listing
-        .backups()
-        .rev()
-        .find(|s| s.set.name.kind.is_complete() && !s.in_future && s.set.volumes.contains_key(&0));
+    let newest = listing.backups().rev().find(|s| {
+        s.set.name.kind.is_complete()
+                && !s.in_future
+                && s.set.volumes.contains_key(&0)
+                // A partial archive (a safety copy) is no base for the install.
+                && s.version.as_ref().is_none_or(|v| v.scope.is_empty())
+    });
     let base_catalog = match newest.filter(|_| requested == ArchiveKind::Differential) {
         None => {
             if requested == ArchiveKind::Differential {

@@ -193,6 +193,20 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             .clone()
             .unwrap_or_else(|| ArchiveSafetyCopy::beside(&dir).dir),
     };
+    let same_dir = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    };
+    // (A safety-copies directory holds partial archives anyway: an undo's
+    // own safety copy goes beside the one it restores.)
+    let undo = same_dir(&ArchiveSafetyCopy::beside(&dir).dir, &dir);
+    if !a.no_safety_copy && !undo && same_dir(&safety.dir, &dir) {
+        return Err(mailvault_recover::Error::Usage(
+            "--safety-dir is the backup directory: a partial safety copy there would sit among the backups; give another directory"
+                .into(),
+        )
+        .into());
+    }
     let req = RestoreRequest {
         pick,
         domain: a.domain.clone(),
@@ -289,6 +303,13 @@ fn print_report(r: &RestoreReport, quiet: bool) {
     }
     for p in r.problems.iter().take(20) {
         println!("  damage:    {p}");
+    }
+    for a in &r.arrived {
+        println!(
+            "  ARRIVED while restoring: {} (not in the plan: kept at {})",
+            a.path.display(),
+            a.now.display()
+        );
     }
     for n in &r.not_restored {
         println!("  NOT restored: {} ({})", n.path, n.reason);

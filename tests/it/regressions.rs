@@ -1440,3 +1440,227 @@ shutil.move(tmp,src)
     ]);
     assert_eq!(r.status.code(), Some(1), "verify and restore agree");
 }
+
+// ---- found by the third adversarial review ----
+
+#[test]
+fn review3_mail_that_arrives_during_a_restore_is_never_lost() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::remove_file(t.path("store/mail/example.com/john/INBOX/#msgs/00000003.eml")).unwrap();
+    // The swap is held back two seconds; mail is delivered meanwhile.
+    let child = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-o",
+            "/dev/null",
+            "-e",
+            "trace=renameat2",
+            "-e",
+            "inject=renameat2:delay_enter=2000000:when=1",
+        ])
+        .arg(env!("CARGO_BIN_EXE_kmsrecover"))
+        .args([
+            "--install-dir",
+            t.install().to_str().unwrap(),
+            "--no-safety-copy",
+            "--json",
+            "-d",
+            "example.com",
+            "-u",
+            "john",
+            t.backups().to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let staging = t.path("store/.kmsrecover-staging");
+    let start = std::time::Instant::now();
+    while !staging.exists() && start.elapsed() < std::time::Duration::from_secs(20) {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let arrived = t.path("store/mail/example.com/john/INBOX/#msgs/00000777.eml");
+    std::fs::write(&arrived, b"delivered while restoring").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert_eq!(
+        std::fs::read(&arrived).unwrap(),
+        b"delivered while restoring",
+        "put back in its folder"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["arrived"].as_array().unwrap().len(), 1, "{v}");
+    assert!(
+        t.path("store/mail/example.com/john/INBOX/index.bad")
+            .is_file(),
+        "its index is rebuilt"
+    );
+    assert!(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000003.eml")
+            .is_file(),
+        "and the restore did its job"
+    );
+}
+
+#[test]
+fn review3_a_differential_that_drops_base_rows_is_refused() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000600.eml"),
+        b"x",
+    )
+    .unwrap();
+    t.backup_ok("differential", &[]);
+    let d = first_volume(&t, 'D');
+    let cat = entry_text(&d, ".catalog.tsv");
+    let kept: String = cat
+        .lines()
+        .filter(|l| !(l.contains("\tbase\tstore/mail/example.com/jane/")))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(kept.len() < cat.len());
+    rewrite_zip(&d, &[], &[(".catalog.tsv", &kept)]);
+    let v = run(&["verify", t.backups().to_str().unwrap()]);
+    assert_eq!(v.status.code(), Some(5));
+    assert!(
+        stderr(&v).contains("does not account for"),
+        "{}",
+        stderr(&v)
+    );
+    let before = snapshot(&t.path("store/mail/example.com/jane"));
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--no-safety-copy",
+        "-q",
+        d.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(snapshot(&t.path("store/mail/example.com/jane")) == before);
+}
+
+#[test]
+fn review3_a_partial_archive_is_never_a_directory_restore_nor_a_base() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    std::fs::write(
+        t.path("store/mail/example.com/john/INBOX/#msgs/00000600.eml"),
+        b"x",
+    )
+    .unwrap();
+    let b = t.backups();
+    // The safety directory may not be the backup directory.
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        "--safety-dir",
+        b.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A partial archive put there by hand is passed over by directory restores and backups.
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+        "--json",
+        b.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let copy = PathBuf::from(v["safety_copy"].as_str().unwrap());
+    std::fs::copy(&copy, b.join(copy.file_name().unwrap())).unwrap();
+    let into = t.tmp.path().join("into");
+    let out = kms_ok(&["--into", into.to_str().unwrap(), b.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("a partial archive"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        into.join("store/mail/firma.cz").is_dir(),
+        "the whole install, not the copy's scope"
+    );
+    let d = t.backup_ok("differential", &[]);
+    assert!(d["base"].as_str().unwrap().starts_with('F'), "{d}");
+}
+
+/// Writes a Kerio-style archive (`.version.txt` not mailvault's, `.summary.txt`, no catalog).
+fn kerio_zip(path: &Path, entries: &[(&str, &str)]) {
+    let mut script = String::from(
+        "import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1],'w',zipfile.ZIP_DEFLATED)\nz.writestr('.version.txt','Kerio Connect 9.4.1\\n')\n",
+    );
+    for (n, c) in entries {
+        script.push_str(&format!("z.writestr({n:?},{c:?})\n"));
+    }
+    script.push_str("z.writestr('.summary.txt','Backup finished\\n')\nz.close()\n");
+    let st = std::process::Command::new("python3")
+        .args(["-c", &script, path.to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn review3_a_kerio_chain_restores_what_its_full_holds_and_one_users_cfg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = tmp.path().join("kerio");
+    std::fs::create_dir(&b).unwrap();
+    kerio_zip(
+        &b.join("F20260101T000000Z.zip"),
+        &[
+            ("users.cfg", "<config>root copy, older</config>\n"),
+            ("@backup/users.cfg", "<config>the backup's</config>\n"),
+            ("@backup/license/license.key", "KEY"),
+            (
+                "@backup/store/mail/a.cz/jan/INBOX/#msgs/00000001.eml",
+                "one",
+            ),
+        ],
+    );
+    kerio_zip(
+        &b.join("D20260102T000000Z.zip"),
+        &[(
+            "@backup/store/mail/a.cz/jan/INBOX/#msgs/00000002.eml",
+            "two",
+        )],
+    );
+    ok(&["verify", b.to_str().unwrap()]);
+    let into = tmp.path().join("into");
+    kms_ok(&["--into", into.to_str().unwrap(), "-q", b.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(into.join("license/license.key")).unwrap(),
+        "KEY",
+        "a part only the full holds"
+    );
+    assert_eq!(
+        std::fs::read_to_string(into.join("users.cfg")).unwrap(),
+        "<config>the backup's</config>\n"
+    );
+    assert!(
+        into.join("store/mail/a.cz/jan/INBOX/#msgs/00000001.eml")
+            .is_file()
+    );
+    assert!(
+        into.join("store/mail/a.cz/jan/INBOX/#msgs/00000002.eml")
+            .is_file()
+    );
+    let out = kms(&[
+        "--into",
+        tmp.path().join("lic").to_str().unwrap(),
+        "-m",
+        "license",
+        "-q",
+        b.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
