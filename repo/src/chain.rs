@@ -616,16 +616,7 @@ fn load_chain(
         });
     }
     let mut chain = if info.set.name.kind == ArchiveKind::Differential {
-        let base_stem = match (info.base(), info.flavor) {
-            (Some(b), _) => Some(b.to_string()),
-            // A Kerio differential names no base: the newest full before it.
-            (None, Flavor::Kerio) => listing
-                .backups()
-                .rev()
-                .find(|s| s.set.name.kind.is_complete() && s.set.name < info.set.name)
-                .map(|s| s.set.stem()),
-            (None, _) => None,
-        };
+        let base_stem = listing.base_of(info);
         let base_info = base_stem
             .as_ref()
             .and_then(|b| listing.backups().find(|s| &s.set.stem() == b));

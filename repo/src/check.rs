@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::error::{Error, Problem, ProblemKind, Result};
 use crate::progress::Progress;
 use crate::reader::Volume;
-use crate::repository::{Listing, Repository};
+use crate::repository::Repository;
 use crate::set::{self, Flavor, SetInfo, SetStatus};
 use crate::storage::Storage;
 
@@ -653,7 +653,7 @@ pub fn verify(
     }
     // A differential is restored with its base: verifying it verifies both.
     if only.is_some()
-        && let Some(base) = wanted.first().and_then(|d| base_of(&listing, d))
+        && let Some(base) = wanted.first().and_then(|d| listing.base_of(d))
         && let Some(bi) = listing.backups().find(|s| s.set.stem() == base)
     {
         wanted.insert(0, bi);
@@ -666,11 +666,7 @@ pub fn verify(
     let mut intact: HashMap<String, Option<Problem>> = HashMap::new();
     for info in wanted {
         let is_diff = info.set.name.kind == ArchiveKind::Differential;
-        let base = if is_diff {
-            base_of(&listing, info)
-        } else {
-            None
-        };
+        let base = if is_diff { listing.base_of(info) } else { None };
         if let Some(b) = &base
             && !loaded.contains_key(b)
             && let Some(bi) = listing.backups().find(|s| &s.set.stem() == b)
@@ -734,23 +730,6 @@ pub fn verify(
     }
     progress.finish();
     Ok(report)
-}
-
-/// The stem of a differential's base: named in its `.version.txt`, or for
-/// a Kerio differential (which names none) the newest full before it.
-fn base_of(listing: &Listing, info: &SetInfo) -> Option<String> {
-    if info.set.name.kind != ArchiveKind::Differential {
-        return None;
-    }
-    match (info.base(), info.flavor) {
-        (Some(b), _) => Some(b.to_string()),
-        (None, Flavor::Kerio) => listing
-            .backups()
-            .rev()
-            .find(|s| s.set.name.kind.is_complete() && s.set.name < info.set.name)
-            .map(|s| s.set.stem()),
-        (None, _) => None,
-    }
 }
 
 /// Reads every entry of every readable volume (the `zip` crate checks each

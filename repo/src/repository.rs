@@ -55,6 +55,25 @@ impl Listing {
         self.sets.iter().filter(|s| s.status.is_backup())
     }
 
+    /// The stem of a differential's base: named in its `.version.txt`, or for
+    /// a Kerio differential (which names none) the newest full before it.
+    /// `None` for a full, or when there is none.
+    #[must_use]
+    pub fn base_of(&self, info: &SetInfo) -> Option<String> {
+        if info.set.name.kind != mailvault_formats::ArchiveKind::Differential {
+            return None;
+        }
+        match (info.base(), info.flavor) {
+            (Some(b), _) => Some(b.to_string()),
+            (None, set::Flavor::Kerio) => self
+                .backups()
+                .rev()
+                .find(|s| s.set.name.kind.is_complete() && s.set.name < info.set.name)
+                .map(|s| s.set.stem()),
+            (None, _) => None,
+        }
+    }
+
     /// Leftovers of interrupted runs: temporaries and journaled sets.
     #[must_use]
     pub fn leftovers(&self) -> Vec<String> {
