@@ -140,6 +140,40 @@ pub struct RestorePlan {
     /// mailboxes, skipped or unnamable directories), empty ones included.
     #[serde(skip)]
     pub keep_whole: Vec<PathBuf>,
+    /// The live files the plan replaces or removes, as it saw them: after
+    /// the swap, one that is no longer the same file arrived meanwhile and
+    /// is kept.
+    #[serde(skip)]
+    pub seen: HashMap<PathBuf, FileId>,
+}
+
+/// What identifies a live file between planning and the swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    ino: u64,
+    size: u64,
+    mtime: Option<std::time::SystemTime>,
+}
+
+impl FileId {
+    /// The identity of a file from its (not followed) metadata.
+    #[cfg(unix)]
+    #[must_use]
+    pub fn of(m: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt as _;
+        Self {
+            ino: m.ino(),
+            size: m.len(),
+            mtime: m.modified().ok(),
+        }
+    }
+}
+
+/// Records what a file the plan will replace or remove looks like now.
+fn saw(out: &mut RestorePlan, path: &Path) {
+    if let Ok(m) = std::fs::symlink_metadata(path) {
+        out.seen.insert(path.to_path_buf(), FileId::of(&m));
+    }
 }
 
 /// A plan with what executing it needs.
@@ -406,9 +440,13 @@ fn make_plan(
             continue;
         }
         out.bytes += f.entry.size;
+        let replace = std::fs::symlink_metadata(&d).is_ok();
+        if replace {
+            saw(&mut out, &d);
+        }
         out.writes.push(Write {
             rel: f.entry.path.to_string(),
-            replace: std::fs::symlink_metadata(&d).is_ok(),
+            replace,
             dest: d,
             set: f.role,
             volume: f.volume,
@@ -461,7 +499,10 @@ fn make_plan(
                     reason: KeepReason::NotProvenAbsent,
                 });
             }
-            Ok(_) if !is_file && removes => out.deletes.push(rdest.clone()),
+            Ok(_) if !is_file && removes => {
+                saw(&mut out, &rdest);
+                out.deletes.push(rdest.clone());
+            }
             Ok(_) if !is_file => {
                 w.blocked.push(rdest.clone());
                 out.kept.push(Kept {
@@ -471,6 +512,7 @@ fn make_plan(
             }
             Ok(m) if m.is_file() && !wanted.contains(&rdest) => {
                 if removes {
+                    saw(&mut out, &rdest);
                     out.deletes.push(rdest.clone());
                 } else {
                     out.kept.push(Kept {
@@ -665,6 +707,7 @@ fn walk(dir: &Path, rel: &str, w: &mut Walk<'_>, out: &mut RestorePlan) -> Resul
             // Otherwise it stays, and nothing is restored below it.
             survives = true;
             if w.removes {
+                saw(out, &path);
                 out.deletes.push(path);
             } else {
                 w.blocked.push(path.clone());
@@ -688,6 +731,7 @@ fn walk(dir: &Path, rel: &str, w: &mut Walk<'_>, out: &mut RestorePlan) -> Resul
             });
             survives = true;
         } else if w.removes {
+            saw(out, &path);
             out.deletes.push(path);
         } else {
             out.kept.push(Kept {

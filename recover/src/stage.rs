@@ -168,15 +168,7 @@ pub(crate) fn apply(
         .iter()
         .map(|(i, r)| (staging_path(dest, r, *i), *r))
         .collect();
-    let result = stage_and_swap(
-        chain,
-        plan,
-        &staged_root,
-        dest,
-        progress,
-        before_swap,
-        &mut done,
-    );
+    let result = stage_and_swap(chain, plan, &staged_root, progress, before_swap, &mut done);
     // Staging areas are ours alone and are removed, unless a swap failed
     // half-way: then an old tree there may still hold what was live, and it
     // stays for the admin (the error names it; the next run clears it).
@@ -194,7 +186,6 @@ fn stage_and_swap(
     chain: &RestoreChain,
     plan: &RestorePlan,
     staged_root: &[(PathBuf, &Root)],
-    dest: &Destination,
     progress: &dyn Progress,
     before_swap: &mut dyn FnMut() -> Result<()>,
     done: &mut Applied,
@@ -202,13 +193,6 @@ fn stage_and_swap(
     // 1. Stage: kept files by hard link, then extraction.
     let deletes: HashSet<&Path> = plan.deletes.iter().map(PathBuf::as_path).collect();
     let whole: HashSet<PathBuf> = plan.keep_whole.iter().cloned().collect();
-    // Live files the plan replaces (and so may go, into the safety copy).
-    let replacing: HashSet<&Path> = plan
-        .writes
-        .iter()
-        .filter(|w| w.replace)
-        .map(|w| w.dest.as_path())
-        .collect();
     let replaced: HashSet<&Path> = plan.writes.iter().map(|w| w.dest.as_path()).collect();
     for (staged, root) in staged_root {
         if let Some(p) = staged.parent() {
@@ -312,6 +296,45 @@ fn stage_and_swap(
     // tree: after the swap, the old name is expected to go.
     let reindexed: HashSet<PathBuf> = done.index_bad.iter().map(|f| f.join("index.fld")).collect();
 
+    // Where arrivals that cannot be put back go: beside the staging area,
+    // so on the same filesystem (a rename, never a copy). Made now, while
+    // there is room, and removed at the end if nothing went there.
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let rescue_root = staged_root
+        .first()
+        .and_then(|(s, _)| s.parent())
+        .and_then(Path::parent)
+        .map_or_else(PathBuf::new, |p| {
+            p.join(format!("kmsrecover-rescued-{stamp}"))
+        });
+    // Only roots swapped with a live tree have an old tree to go through.
+    if staged_root
+        .iter()
+        .any(|(_, r)| !r.is_file && fs::symlink_metadata(&r.dest).is_ok())
+    {
+        fs::create_dir_all(&rescue_root).map_err(Error::io("cannot create", &rescue_root))?;
+    }
+    let result = swap_all(
+        staged_root,
+        plan,
+        &reindexed,
+        &rescue_root,
+        before_swap,
+        done,
+    );
+    let _ = fs::remove_dir(&rescue_root);
+    result
+}
+
+/// The caller's hook, then every staged root swapped in and settled.
+fn swap_all(
+    staged_root: &[(PathBuf, &Root)],
+    plan: &RestorePlan,
+    reindexed: &HashSet<PathBuf>,
+    rescue_root: &Path,
+    before_swap: &mut dyn FnMut() -> Result<()>,
+    done: &mut Applied,
+) -> Result<()> {
     // 2. The caller's last word before anything live changes.
     before_swap()?;
 
@@ -330,15 +353,42 @@ fn stage_and_swap(
             fs::remove_file(&root.dest).map_err(Error::io("cannot delete", &root.dest))?;
         } else if !root.is_file && fs::symlink_metadata(&root.dest).is_ok() {
             exchange(staged, &root.dest)?;
-            // The old tree is now where the staged one was. Whatever in it the
-            // plan did not know of (mail that arrived while the restore ran,
-            // a folder replaced meanwhile) is put back, or kept aside.
-            let expected =
-                |p: &Path| deletes.contains(p) || replacing.contains(p) || reindexed.contains(p);
-            let rescue = rescue_dir(dest, root);
+            // Swapped: whatever happens next, this root is restored, and its
+            // old tree (now where the staged one was) is never just deleted.
+            done.roots.push((root.rel.clone(), root.dest.clone()));
+            // Whatever in the old tree the plan did not know of (mail that
+            // arrived while the restore ran, a file rewritten meanwhile) is
+            // put back, or kept aside.
+            let expected = |p: &Path, m: &fs::Metadata| {
+                reindexed.contains(p)
+                    || plan
+                        .seen
+                        .get(p)
+                        .is_some_and(|id| *id == crate::plan::FileId::of(m))
+            };
+            let rescue = rescue_root.join(&root.rel);
             let before = done.arrived.len();
-            settle(staged, &root.dest, &root.dest, &expected, &rescue, done)?;
-            remove_any(staged)?;
+            if settle(staged, &root.dest, &expected, &rescue, done) {
+                remove_any(staged)?;
+            } else {
+                // Something could not be moved: the whole old tree goes
+                // aside, out of the staging area (one rename), and stays.
+                let aside = rescue_root.join(format!("old-tree-{}", root.rel.replace('/', "_")));
+                let kept =
+                    fs::create_dir_all(rescue_root).is_ok() && fs::rename(staged, &aside).is_ok();
+                let at = if kept { aside } else { staged.clone() };
+                for a in &mut done.arrived[before..] {
+                    if let Ok(rest) = a.now.strip_prefix(staged) {
+                        a.now = at.join(rest);
+                    }
+                }
+                if !kept {
+                    return Err(Error::Request(format!(
+                        "files that arrived during the restore could not be moved out of the old tree: it is kept at `{}`; move them back by hand before running kmsrecover again (it clears its staging area)",
+                        staged.display()
+                    )));
+                }
+            }
             // A message put back into a restored folder is not in its index:
             // the server rebuilds it from #msgs (renamed only now, when the
             // old tree is gone through).
@@ -360,6 +410,7 @@ fn stage_and_swap(
                     done.index_bad.push(f);
                 }
             }
+            continue;
         } else {
             if let Some(parent) = root.dest.parent() {
                 fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
@@ -372,20 +423,6 @@ fn stage_and_swap(
     Ok(())
 }
 
-/// Where files that arrived during a restore and cannot be put back go: a
-/// directory beside the staging area (same filesystem), named by the time.
-fn rescue_dir(dest: &Destination, root: &Root) -> PathBuf {
-    let anchor = if root.dest.starts_with(&dest.store_dir) {
-        &dest.store_dir
-    } else {
-        &dest.cfg_dir
-    };
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    anchor
-        .join(format!("kmsrecover-rescued-{stamp}"))
-        .join(&root.rel)
-}
-
 #[cfg(unix)]
 fn same_inode(a: &fs::Metadata, b: &Path) -> bool {
     use std::os::unix::fs::MetadataExt as _;
@@ -393,35 +430,45 @@ fn same_inode(a: &fs::Metadata, b: &Path) -> bool {
 }
 
 /// Goes through an old tree after the swap: files hard-linked into the new
-/// tree, and files the plan replaced or removed, may go; anything else
-/// arrived after planning and is moved back to its place in the live tree
-/// (if the restored tree has nothing there) or into `rescue`, and reported.
+/// tree, and files the plan replaced or removed *as the plan saw them*, may
+/// go; anything else arrived (or changed) after planning and is moved back
+/// to its place in the live tree (if the restored tree has nothing there)
+/// or into `rescue`, and reported. A file that cannot be moved (a full disk)
+/// stays where it is and the old tree is kept: returns whether everything
+/// left in the old tree may be removed.
 fn settle(
     old: &Path,
     live: &Path,
-    live_original: &Path,
-    expected: &dyn Fn(&Path) -> bool,
+    expected: &dyn Fn(&Path, &fs::Metadata) -> bool,
     rescue: &Path,
     done: &mut Applied,
-) -> Result<()> {
-    let m = fs::symlink_metadata(old).map_err(Error::io("cannot stat", old))?;
+) -> bool {
+    let Ok(m) = fs::symlink_metadata(old) else {
+        return false;
+    };
     if m.is_dir() {
-        for e in fs::read_dir(old).map_err(Error::io("cannot list", old))? {
-            let e = e.map_err(Error::io("cannot list", old))?;
+        let Ok(rd) = fs::read_dir(old) else {
+            return false;
+        };
+        let mut all = true;
+        for e in rd {
+            let Ok(e) = e else {
+                all = false;
+                continue;
+            };
             let name = e.file_name();
-            settle(
+            all &= settle(
                 &e.path(),
                 &live.join(&name),
-                &live_original.join(&name),
                 expected,
                 &rescue.join(&name),
                 done,
-            )?;
+            );
         }
-        return Ok(());
+        return all;
     }
-    if same_inode(&m, live) || expected(live_original) {
-        return Ok(());
+    if same_inode(&m, live) || expected(live, &m) {
+        return true;
     }
     let put_back = fs::symlink_metadata(live).is_err()
         && live
@@ -432,18 +479,13 @@ fn settle(
     } else {
         rescue.to_path_buf()
     };
-    if let Some(p) = to.parent() {
-        fs::create_dir_all(p).map_err(Error::io("cannot create", p))?;
-    }
-    fs::rename(old, &to).map_err(Error::io(
-        "cannot keep a file that arrived during the restore",
-        &to,
-    ))?;
+    let moved =
+        to.parent().is_none_or(|p| fs::create_dir_all(p).is_ok()) && fs::rename(old, &to).is_ok();
     done.arrived.push(Arrived {
-        path: live_original.to_path_buf(),
-        now: to,
+        path: live.to_path_buf(),
+        now: if moved { to } else { old.to_path_buf() },
     });
-    Ok(())
+    moved
 }
 
 /// What one extraction worker did.

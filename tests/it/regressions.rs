@@ -1664,3 +1664,140 @@ fn review3_a_kerio_chain_restores_what_its_full_holds_and_one_users_cfg() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+// ---- found by the fourth adversarial review ----
+
+/// Runs kmsrecover with its `syncfs` (just before the swap) held back 3 s,
+/// while `meanwhile` runs 1.5 s in: mail delivered at the worst moment.
+fn restore_while(
+    t: &TestInstall,
+    args: &[&str],
+    meanwhile: impl FnOnce() + Send,
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args([
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=syncfs",
+        "-e",
+        "inject=syncfs:delay_enter=3000000",
+    ])
+    .arg(env!("CARGO_BIN_EXE_kmsrecover"))
+    .args(["--install-dir", t.install().to_str().unwrap(), "--force"])
+    .args(args)
+    .arg(t.backups());
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            meanwhile();
+        });
+        cmd.output().unwrap()
+    })
+}
+
+#[test]
+fn review4_a_file_rewritten_after_the_safety_copy_is_kept() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let j = t.path("store/mail/example.com/john");
+    std::fs::create_dir_all(j.join("NewFolder/#msgs")).unwrap();
+    std::fs::write(j.join("NewFolder/#msgs/00000001.eml"), b"old").unwrap();
+    std::fs::write(j.join("INBOX/#msgs/00000001.eml"), b"changed after backup").unwrap();
+    let out = restore_while(&t, &["-d", "example.com", "-u", "john", "-q"], || {
+        std::fs::write(j.join("NewFolder/#msgs/00000001.eml"), b"NEW LIVE MAIL A").unwrap();
+        std::fs::write(j.join("INBOX/#msgs/00000001.eml"), b"NEW LIVE MAIL B").unwrap();
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let everywhere = tree(&t.install());
+    for want in [&b"NEW LIVE MAIL A"[..], b"NEW LIVE MAIL B"] {
+        assert!(
+            everywhere.values().any(|v| v == want),
+            "{} was lost",
+            String::from_utf8_lossy(want)
+        );
+    }
+}
+
+#[test]
+fn review4_arrivals_survive_a_disk_that_fills_during_the_restore() {
+    let t = TestInstall::sample();
+    let disk = SmallDisk::new(t.tmp.path().join("disk"), "50m,nr_inodes=400");
+    let install = disk.path.join("I");
+    copy_tree(&t.install(), &install);
+    let backups = t.tmp.path().join("b");
+    ok(&[
+        "backup",
+        "full",
+        "-q",
+        "--install-dir",
+        install.to_str().unwrap(),
+        "--backup-dir",
+        backups.to_str().unwrap(),
+    ]);
+    let j = install.join("store/mail/example.com/john");
+    std::fs::create_dir_all(j.join("NewFolder/#msgs")).unwrap();
+    std::fs::write(j.join("NewFolder/index.fld"), b"idx").unwrap();
+    let delivered = std::sync::Mutex::new(Vec::new());
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args([
+        "-f",
+        "-o",
+        "/dev/null",
+        "-e",
+        "trace=syncfs",
+        "-e",
+        "inject=syncfs:delay_enter=3000000",
+    ])
+    .arg(env!("CARGO_BIN_EXE_kmsrecover"))
+    .args([
+        "--install-dir",
+        install.to_str().unwrap(),
+        "--force",
+        "--no-safety-copy",
+        "-q",
+        "-d",
+        "example.com",
+        "-u",
+        "john",
+    ])
+    .arg(&backups);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            let mut d = delivered.lock().unwrap();
+            for i in 0..3 {
+                let p = j.join(format!("NewFolder/#msgs/nf-{i}.eml"));
+                if std::fs::write(&p, format!("mail {i}")).is_ok() {
+                    d.push(format!("mail {i}"));
+                }
+            }
+            for i in 0.. {
+                if std::fs::write(
+                    j.join(format!("INBOX/#msgs/fill-{i}.eml")),
+                    format!("fill {i}"),
+                )
+                .is_err()
+                {
+                    break;
+                }
+                d.push(format!("fill {i}"));
+            }
+        });
+        cmd.output().unwrap()
+    });
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    let everywhere: std::collections::BTreeSet<Vec<u8>> = tree(&disk.path).into_values().collect();
+    let d = delivered.lock().unwrap();
+    assert!(d.len() > 3, "the disk filled up ({} delivered)", d.len());
+    for m in d.iter() {
+        assert!(everywhere.contains(m.as_bytes()), "{m} was lost");
+    }
+}
