@@ -394,6 +394,27 @@ fn no_link_above(dest: &crate::request::Destination, root: &Path) -> Result<()> 
     Ok(())
 }
 
+/// A root that is a mount point (a domain on a disk of its own) cannot be
+/// swapped in one rename: refused before anything changes.
+#[cfg(unix)]
+fn not_a_mount_point(root: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let (Ok(m), Some(parent)) = (std::fs::symlink_metadata(root), root.parent()) else {
+        return Ok(());
+    };
+    let Ok(p) = std::fs::metadata(parent) else {
+        return Ok(());
+    };
+    if m.is_dir() && m.dev() != p.dev() {
+        return Err(Error::Request(format!(
+            "`{}` is a mount point: a restore replaces a folder by swapping it whole, which a mount point cannot be; \
+             restore what it holds one level down (-u for a domain), or --into a directory and move it",
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
 /// A restore in place needs an install there: a mistyped --install-dir must
 /// not grow a new one.
 fn check_install(dest: &crate::request::Destination) -> Result<()> {
@@ -482,6 +503,7 @@ fn make_plan(
     for root in &sel.roots {
         let rdest = dest.dest(root)?;
         no_link_above(dest, &rdest)?;
+        not_a_mount_point(&rdest)?;
         let is_file = state_paths.contains_key(root.as_str());
         let before = out.deletes.len();
         let mut vanishing_dirs = false;

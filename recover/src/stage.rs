@@ -145,7 +145,7 @@ fn staging_path(dest: &Destination, root: &Root, i: usize) -> PathBuf {
     if device(anchor) == device(parent) {
         anchor.join(STAGING_DIR).join(i.to_string())
     } else {
-        parent.join(STAGING_DIR).join(i.to_string())
+        parent.join(STAGING_DIR).join(format!("beside-{i}"))
     }
 }
 
@@ -296,34 +296,45 @@ fn stage_and_swap(
     // tree: after the swap, the old name is expected to go.
     let reindexed: HashSet<PathBuf> = done.index_bad.iter().map(|f| f.join("index.fld")).collect();
 
-    // Where arrivals that cannot be put back go: beside the staging area,
-    // so on the same filesystem (a rename, never a copy). Made now, while
-    // there is room, and removed at the end if nothing went there.
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-    let rescue_root = staged_root
-        .first()
-        .and_then(|(s, _)| s.parent())
-        .and_then(Path::parent)
-        .map_or_else(PathBuf::new, |p| {
-            p.join(format!("kmsrecover-rescued-{stamp}"))
-        });
-    // Only roots swapped with a live tree have an old tree to go through.
-    if staged_root
-        .iter()
-        .any(|(_, r)| !r.is_file && fs::symlink_metadata(&r.dest).is_ok())
-    {
-        fs::create_dir_all(&rescue_root).map_err(Error::io("cannot create", &rescue_root))?;
+    // Where what the restore must not delete goes: beside each root's
+    // staging area, so on the root's filesystem (a rename, never a copy).
+    // Made now, while there is room; removed at the end if left empty.
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut rescues: Vec<PathBuf> = Vec::new();
+    for (staged, root) in staged_root {
+        if fs::symlink_metadata(&root.dest).is_ok() {
+            let r = rescue_root_for(staged, &stamp);
+            if !rescues.contains(&r) {
+                fs::create_dir_all(&r).map_err(Error::io("cannot create", &r))?;
+                rescues.push(r);
+            }
+        }
     }
-    let result = swap_all(
-        staged_root,
-        plan,
-        &reindexed,
-        &rescue_root,
-        before_swap,
-        done,
-    );
-    let _ = fs::remove_dir(&rescue_root);
+    let result = swap_all(staged_root, plan, &reindexed, &stamp, before_swap, done);
+    for r in &rescues {
+        let _ = fs::remove_dir(r);
+    }
     result
+}
+
+/// The rescue directory for a root staged at `staged`: in the directory
+/// that holds its staging area (the store or the install directory, named
+/// plainly; the root's own parent when it lies on a filesystem of its own,
+/// named with a leading dot so that a domain directory never seems to gain
+/// a mailbox).
+fn rescue_root_for(staged: &Path, stamp: &str) -> PathBuf {
+    let area_parent = staged.parent().and_then(Path::parent).unwrap_or(staged);
+    // Staging beside a root (its own filesystem) is marked by the area's
+    // index name: see `staging_path`.
+    let beside_root = staged
+        .file_name()
+        .and_then(OsStr::to_str)
+        .is_some_and(|n| n.starts_with("beside-"));
+    if beside_root {
+        area_parent.join(format!(".kmsrecover-rescued-{stamp}"))
+    } else {
+        area_parent.join(format!("kmsrecover-rescued-{stamp}"))
+    }
 }
 
 /// The caller's hook, then every staged root swapped in and settled.
@@ -331,7 +342,7 @@ fn swap_all(
     staged_root: &[(PathBuf, &Root)],
     plan: &RestorePlan,
     reindexed: &HashSet<PathBuf>,
-    rescue_root: &Path,
+    stamp: &str,
     before_swap: &mut dyn FnMut() -> Result<()>,
     done: &mut Applied,
 ) -> Result<()> {
@@ -346,79 +357,91 @@ fn swap_all(
     {
         sync_fs(s);
     }
+    // A file the plan replaces or removes may go only as the plan saw it.
+    let expected = |p: &Path, m: &fs::Metadata| {
+        reindexed.contains(p)
+            || plan
+                .seen
+                .get(p)
+                .is_some_and(|id| *id == crate::plan::FileId::of(m))
+    };
     for (staged, root) in staged_root {
         let staged_exists = fs::symlink_metadata(staged).is_ok();
-        if root.is_file && !staged_exists {
-            // The file is not in the restored state.
-            fs::remove_file(&root.dest).map_err(Error::io("cannot delete", &root.dest))?;
-        } else if !root.is_file && fs::symlink_metadata(&root.dest).is_ok() {
-            exchange(staged, &root.dest)?;
-            // Swapped: whatever happens next, this root is restored, and its
-            // old tree (now where the staged one was) is never just deleted.
+        if fs::symlink_metadata(&root.dest).is_err() {
+            // Nothing there: the restored root is moved into place (a rename
+            // onto something that appeared meanwhile fails, and loses nothing).
+            if staged_exists {
+                if let Some(parent) = root.dest.parent() {
+                    fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
+                }
+                fs::rename(staged, &root.dest)
+                    .map_err(Error::io("cannot move into place", &root.dest))?;
+            }
             done.roots.push((root.rel.clone(), root.dest.clone()));
-            // Whatever in the old tree the plan did not know of (mail that
-            // arrived while the restore ran, a file rewritten meanwhile) is
-            // put back, or kept aside.
-            let expected = |p: &Path, m: &fs::Metadata| {
-                reindexed.contains(p)
-                    || plan
-                        .seen
-                        .get(p)
-                        .is_some_and(|id| *id == crate::plan::FileId::of(m))
-            };
-            let rescue = rescue_root.join(&root.rel);
-            let before = done.arrived.len();
-            if settle(staged, &root.dest, &expected, &rescue, done) {
-                remove_any(staged)?;
-            } else {
-                // Something could not be moved: the whole old tree goes
-                // aside, out of the staging area (one rename), and stays.
-                let aside = rescue_root.join(format!("old-tree-{}", root.rel.replace('/', "_")));
-                let kept =
-                    fs::create_dir_all(rescue_root).is_ok() && fs::rename(staged, &aside).is_ok();
-                let at = if kept { aside } else { staged.clone() };
+            continue;
+        }
+        let rescue_root = rescue_root_for(staged, stamp);
+        let rescue = rescue_root.join(&root.rel);
+        let before = done.arrived.len();
+        let settled = if staged_exists {
+            // One atomic exchange, for a folder or a file alike; the old
+            // state is then where the staged one was.
+            exchange(staged, &root.dest)?;
+            done.roots.push((root.rel.clone(), root.dest.clone()));
+            settle(staged, &root.dest, &expected, &rescue, done)
+        } else {
+            // A file the restored state does not have.
+            done.roots.push((root.rel.clone(), root.dest.clone()));
+            settle(
+                &root.dest,
+                Path::new(""),
+                &|_: &Path, m: &fs::Metadata| expected(&root.dest, m),
+                &rescue,
+                done,
+            )
+        };
+        if !settled && fs::symlink_metadata(staged).is_ok() {
+            // Something could not be moved: the whole old tree goes aside,
+            // out of the staging area (one rename on the same filesystem).
+            let aside = rescue_root.join(format!("old-tree-{}", root.rel.replace('/', "_")));
+            if fs::rename(staged, &aside).is_ok() {
                 for a in &mut done.arrived[before..] {
                     if let Ok(rest) = a.now.strip_prefix(staged) {
-                        a.now = at.join(rest);
+                        a.now = aside.join(rest);
                     }
                 }
-                if !kept {
-                    return Err(Error::Request(format!(
-                        "files that arrived during the restore could not be moved out of the old tree: it is kept at `{}`; move them back by hand before running kmsrecover again (it clears its staging area)",
-                        staged.display()
-                    )));
-                }
+            } else {
+                let restored: Vec<&str> = done.roots.iter().map(|(r, _)| r.as_str()).collect();
+                return Err(Error::Request(format!(
+                    "restored {}; but files that arrived during the restore could not be moved out of the old tree of {}: \
+                     it is kept at `{}`: move them back by hand before running kmsrecover again (it clears its staging area)",
+                    restored.join(", "),
+                    root.rel,
+                    staged.display()
+                )));
             }
-            // A message put back into a restored folder is not in its index:
-            // the server rebuilds it from #msgs (renamed only now, when the
-            // old tree is gone through).
-            let mut folders: Vec<PathBuf> = done.arrived[before..]
-                .iter()
-                .filter(|a| a.now == a.path)
-                .filter_map(|a| {
-                    a.now
-                        .parent()
-                        .filter(|p| p.file_name() == Some(OsStr::new("#msgs")))
-                })
-                .filter_map(Path::parent)
-                .map(Path::to_path_buf)
-                .collect();
-            folders.sort();
-            folders.dedup();
-            for f in folders {
-                if fs::rename(f.join("index.fld"), f.join("index.bad")).is_ok() {
-                    done.index_bad.push(f);
-                }
-            }
-            continue;
-        } else {
-            if let Some(parent) = root.dest.parent() {
-                fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
-            }
-            fs::rename(staged, &root.dest)
-                .map_err(Error::io("cannot move into place", &root.dest))?;
         }
-        done.roots.push((root.rel.clone(), root.dest.clone()));
+        // A message put back into a restored folder is not in its index:
+        // the server rebuilds it from #msgs (renamed only now, when the old
+        // tree is gone through).
+        let mut folders: Vec<PathBuf> = done.arrived[before..]
+            .iter()
+            .filter(|a| a.now == a.path)
+            .filter_map(|a| {
+                a.now
+                    .parent()
+                    .filter(|p| p.file_name() == Some(OsStr::new("#msgs")))
+            })
+            .filter_map(Path::parent)
+            .map(Path::to_path_buf)
+            .collect();
+        folders.sort();
+        folders.dedup();
+        for f in folders {
+            if fs::rename(f.join("index.fld"), f.join("index.bad")).is_ok() {
+                done.index_bad.push(f);
+            }
+        }
     }
     Ok(())
 }
@@ -429,13 +452,14 @@ fn same_inode(a: &fs::Metadata, b: &Path) -> bool {
     fs::symlink_metadata(b).is_ok_and(|m| m.dev() == a.dev() && m.ino() == a.ino())
 }
 
-/// Goes through an old tree after the swap: files hard-linked into the new
-/// tree, and files the plan replaced or removed *as the plan saw them*, may
-/// go; anything else arrived (or changed) after planning and is moved back
-/// to its place in the live tree (if the restored tree has nothing there)
-/// or into `rescue`, and reported. A file that cannot be moved (a full disk)
-/// stays where it is and the old tree is kept: returns whether everything
-/// left in the old tree may be removed.
+/// Goes through the old state after the swap and removes it, one checked
+/// file at a time: a file hard-linked into the new tree, or one the plan
+/// replaced or removed *as the plan saw it*, is removed; anything else
+/// arrived (or changed) after planning and is moved back to its place in
+/// the live tree (if the restored tree has nothing there) or into `rescue`,
+/// and reported. A directory is removed only once empty; one that keeps
+/// filling (a writer inside it) is gone through again. Returns whether the
+/// old state is gone entirely; what could not be moved stays where it is.
 fn settle(
     old: &Path,
     live: &Path,
@@ -444,33 +468,45 @@ fn settle(
     done: &mut Applied,
 ) -> bool {
     let Ok(m) = fs::symlink_metadata(old) else {
-        return false;
+        return true;
     };
     if m.is_dir() {
-        let Ok(rd) = fs::read_dir(old) else {
-            return false;
-        };
-        let mut all = true;
-        for e in rd {
-            let Ok(e) = e else {
-                all = false;
-                continue;
+        for _ in 0..8 {
+            let Ok(rd) = fs::read_dir(old) else {
+                return false;
             };
-            let name = e.file_name();
-            all &= settle(
-                &e.path(),
-                &live.join(&name),
-                expected,
-                &rescue.join(&name),
-                done,
-            );
+            let mut all = true;
+            for e in rd {
+                let Ok(e) = e else {
+                    all = false;
+                    continue;
+                };
+                let name = e.file_name();
+                all &= settle(
+                    &e.path(),
+                    &live.join(&name),
+                    expected,
+                    &rescue.join(&name),
+                    done,
+                );
+            }
+            if !all {
+                return false;
+            }
+            match fs::remove_dir(old) {
+                Ok(()) => return true,
+                // Something was created in it meanwhile: go through it again.
+                Err(e) if e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {}
+                Err(_) => return false,
+            }
         }
-        return all;
+        return false;
     }
     if same_inode(&m, live) || expected(live, &m) {
-        return true;
+        return fs::remove_file(old).is_ok();
     }
-    let put_back = fs::symlink_metadata(live).is_err()
+    let put_back = !live.as_os_str().is_empty()
+        && fs::symlink_metadata(live).is_err()
         && live
             .parent()
             .is_some_and(|p| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()));
@@ -482,7 +518,11 @@ fn settle(
     let moved =
         to.parent().is_none_or(|p| fs::create_dir_all(p).is_ok()) && fs::rename(old, &to).is_ok();
     done.arrived.push(Arrived {
-        path: live.to_path_buf(),
+        path: if live.as_os_str().is_empty() {
+            old.to_path_buf()
+        } else {
+            live.to_path_buf()
+        },
         now: if moved { to } else { old.to_path_buf() },
     });
     moved

@@ -119,10 +119,19 @@ const EXIT_RUNNING: u8 = 6;
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let json = args.json;
     match run(args) {
         Ok(code) => code,
         Err(err) => {
             report::error(&err);
+            if json {
+                // A machine reading stdout gets a document there too.
+                let hint = report::hint(&err);
+                println!(
+                    "{}",
+                    serde_json::json!({ "error": err.to_string(), "hint": hint })
+                );
+            }
             match err.downcast_ref::<mailvault_recover::Error>() {
                 Some(mailvault_recover::Error::ServerRunning(_)) => ExitCode::from(EXIT_RUNNING),
                 Some(e) if e.is_usage() => ExitCode::from(2),
@@ -233,7 +242,12 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         let chain = chain::resolve(&repo, &req.pick, a.salvage)?;
         let inv = mailvault_recover::inventory(&chain, &req)?;
         print_inventory(&inv, a.json)?;
-        return Ok(ExitCode::SUCCESS);
+        // As a restore would: an older state than the newest backup is listed.
+        return Ok(if inv.passed_over.iter().any(|p| p.damaged) {
+            ExitCode::from(EXIT_PARTIAL)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let prepared = mailvault_recover::prepare(&repo, req)?;
     if a.dry_run {
@@ -242,7 +256,16 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         } else if !a.quiet {
             print_plan(&prepared.plan);
         }
-        return Ok(ExitCode::SUCCESS);
+        // The exit code the restore itself would have for what is known now.
+        let p = &prepared.plan;
+        let partial = p.passed_over.iter().any(|x| x.damaged)
+            || !p.not_restorable.is_empty()
+            || !p.problems.is_empty();
+        return Ok(if partial {
+            ExitCode::from(EXIT_PARTIAL)
+        } else {
+            ExitCode::SUCCESS
+        });
     }
     let opts = ExecuteOptions {
         safety: (!a.no_safety_copy).then_some(&safety as &dyn mailvault_recover::SafetyCopier),

@@ -14,8 +14,15 @@ pub fn error(err: &anyhow::Error) {
     {
         eprintln!("  caused by: {cause}");
     }
-    let hint = err
-        .downcast_ref::<mailvault::Error>()
+    let hint = hint(err);
+    if let Some(h) = hint {
+        eprintln!("hint: {h}");
+    }
+}
+
+/// The library's advice for an error, whichever library it comes from.
+pub fn hint(err: &anyhow::Error) -> Option<String> {
+    err.downcast_ref::<mailvault::Error>()
         .and_then(mailvault::Error::hint)
         .or_else(|| {
             err.downcast_ref::<mailvault_recover::Error>()
@@ -24,8 +31,5 @@ pub fn error(err: &anyhow::Error) {
         .or_else(|| {
             err.downcast_ref::<mailvault_repo::Error>()
                 .and_then(mailvault_repo::Error::hint)
-        });
-    if let Some(h) = hint {
-        eprintln!("hint: {h}");
-    }
+        })
 }

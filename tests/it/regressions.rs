@@ -1801,3 +1801,147 @@ fn review4_arrivals_survive_a_disk_that_fills_during_the_restore() {
         assert!(everywhere.contains(m.as_bytes()), "{m} was lost");
     }
 }
+
+// ---- found by the fifth adversarial review ----
+
+#[test]
+fn review5_files_written_into_the_old_folder_after_the_swap_are_kept() {
+    // A writer holding the folder open keeps writing into the old tree after
+    // the swap, faster than the restore can go through it.
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let inbox = t.path("store/mail/example.com/john/INBOX/#msgs");
+    std::fs::write(
+        t.path("store/mail/example.com/john/Projects/#msgs/00000001.eml"),
+        b"modified",
+    )
+    .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let written = std::sync::Mutex::new(Vec::new());
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let dir = std::fs::File::open(&inbox).unwrap();
+            let fd = std::os::fd::AsRawFd::as_raw_fd(&dir);
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                // Through the directory handle: after the swap, into the old tree.
+                let p = format!("/proc/self/fd/{fd}/late-{i}.eml");
+                if std::fs::write(&p, format!("late {i}")).is_ok() {
+                    written.lock().unwrap().push(format!("late {i}"));
+                }
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_micros(300));
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let out = kms(&[
+            "--install-dir",
+            t.install().to_str().unwrap(),
+            "--force",
+            "-d",
+            "example.com",
+            "-u",
+            "john",
+            t.backups().to_str().unwrap(),
+        ]);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        out
+    });
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let mut everywhere: std::collections::BTreeSet<Vec<u8>> =
+        tree(&t.install()).into_values().collect();
+    for c in t
+        .backups()
+        .join("safety-copies")
+        .read_dir()
+        .unwrap()
+        .flatten()
+    {
+        let listing = std::process::Command::new("python3")
+            .args(["-c", "import zipfile,sys\nz=zipfile.ZipFile(sys.argv[1])\nfor n in z.namelist():\n  sys.stdout.buffer.write(z.read(n)+b'\\n')", c.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        for l in listing.stdout.split(|&b| b == b'\n') {
+            everywhere.insert(l.to_vec());
+        }
+    }
+    let w = written.lock().unwrap();
+    assert!(w.len() > 10, "the writer ran ({} files)", w.len());
+    // Once the old folder is removed, further writes into it fail: every
+    // write that succeeded must be somewhere.
+    let lost: Vec<&String> = w
+        .iter()
+        .filter(|m| !everywhere.contains(m.as_bytes()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} of {}: {:?}",
+        lost.len(),
+        w.len(),
+        &lost[..lost.len().min(5)]
+    );
+}
+
+#[test]
+fn review5_a_configuration_file_changed_during_the_restore_is_kept() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let cfg = t.path("mailserver.cfg");
+    std::fs::write(
+        &cfg,
+        std::fs::read_to_string(&cfg).unwrap() + "<!-- after the backup -->\n",
+    )
+    .unwrap();
+    let out = restore_while(&t, &["-m", "cfg", "-q"], || {
+        let mut f = std::fs::OpenOptions::new().append(true).open(&cfg).unwrap();
+        std::io::Write::write_all(&mut f, b"<!-- IMPORTANT -->\n").unwrap();
+    });
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let kept = tree(&t.install()).into_iter().any(|(k, v)| {
+        k.contains("kmsrecover-rescued") && String::from_utf8_lossy(&v).contains("IMPORTANT")
+    });
+    assert!(kept, "the changed mailserver.cfg is kept aside");
+}
+
+#[test]
+fn review5_a_domain_mount_point_is_refused_and_dry_runs_tell_the_truth() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let dom = t.path("store/mail/firma.cz");
+    let saved = t.tmp.path().join("firma");
+    std::fs::rename(&dom, &saved).unwrap();
+    let disk = SmallDisk::new(dom.clone(), "10m");
+    copy_tree(&saved.join("."), &disk.path);
+    let out = kms(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--no-safety-copy",
+        "-d",
+        "firma.cz",
+        t.backups().to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is a mount point"),
+        "{}",
+        stderr(&out)
+    );
+    drop(disk);
+    // --json errors are JSON on stdout too.
+    let out = kms(&["--json", "-l", t.tmp.path().join("nope").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["error"].as_str().unwrap().contains("cannot open"), "{v}");
+}

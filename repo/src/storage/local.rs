@@ -233,19 +233,36 @@ fn lock_file(
     holder: &str,
 ) -> Result<Lock> {
     let place = format!("`{}`", path.display());
-    let got = match mode {
-        LockMode::Shared => file.try_lock_shared(),
-        LockMode::Exclusive => file.try_lock(),
-    };
-    match got {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(Error::Locked {
-                place: format!("`{}`", dir.display()),
-                holder: describe_holder(&file, path),
-            });
+    // A holder can finish between our refused attempt and our look at who it
+    // was; then the lock is free and we try again rather than report nobody.
+    let mut tries = 0;
+    loop {
+        let got = match mode {
+            LockMode::Shared => file.try_lock_shared(),
+            LockMode::Exclusive => file.try_lock(),
+        };
+        match got {
+            Ok(()) => break,
+            Err(fs::TryLockError::WouldBlock) => match describe_holder(&file, path) {
+                Some(holder) => {
+                    return Err(Error::Locked {
+                        place: format!("`{}`", dir.display()),
+                        holder,
+                    });
+                }
+                None if tries < 5 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                None => {
+                    return Err(Error::Locked {
+                        place: format!("`{}`", dir.display()),
+                        holder: "holder unknown".into(),
+                    });
+                }
+            },
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", place)(e)),
         }
-        Err(fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", place)(e)),
     }
     if mode == LockMode::Exclusive {
         // Shared holders write nothing: several of them would overwrite each
@@ -266,27 +283,28 @@ fn lock_file(
 
 /// Who holds the lock on `file`: the pids `/proc/locks` names for its inode,
 /// each with the lock file's own record when it is that pid's, or else its
-/// command line.
-fn describe_holder(file: &File, path: &Path) -> String {
+/// command line. `None` when nobody holds it any more (it was released while
+/// we looked), or when nothing at all says who did.
+fn describe_holder(file: &File, path: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt as _;
+    // `/proc/locks` first: a holder writes its record only after locking, so
+    // a record read afterwards is at least as new as the pids.
+    let pids = file
+        .metadata()
+        .ok()
+        .and_then(|m| lock_holders(m.dev(), m.ino()));
     let text = fs::read_to_string(path).unwrap_or_default();
     let recorded_pid = text
         .lines()
         .find_map(|l| l.strip_prefix("pid "))
         .and_then(|p| p.trim().parse::<u32>().ok());
     let record = text.lines().collect::<Vec<_>>().join(", ");
-    let pids = file
-        .metadata()
-        .map(|m| lock_holders(m.dev(), m.ino()))
-        .unwrap_or_default();
-    if pids.is_empty() {
+    let pids = match pids {
+        Some(p) if p.is_empty() => return None,
+        Some(p) => p,
         // No /proc (another OS, a restricted container): the record is all we have.
-        return if record.is_empty() {
-            "holder unknown".into()
-        } else {
-            record
-        };
-    }
+        None => return (!record.is_empty()).then_some(record),
+    };
     let mut out = Vec::new();
     for pid in pids {
         if Some(pid) == recorded_pid && !record.is_empty() {
@@ -309,14 +327,13 @@ fn describe_holder(file: &File, path: &Path) -> String {
             });
         }
     }
-    out.join("; ")
+    Some(out.join("; "))
 }
 
-/// Pids holding an flock on the file with this device and inode, from `/proc/locks`.
-fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
-    let Ok(text) = fs::read_to_string("/proc/locks") else {
-        return Vec::new();
-    };
+/// Pids holding an flock on the file with this device and inode, from
+/// `/proc/locks`; `None` when that cannot be read.
+fn lock_holders(dev: u64, ino: u64) -> Option<Vec<u32>> {
+    let text = fs::read_to_string("/proc/locks").ok()?;
     let want = format!(
         "{:02x}:{:02x}:{ino}",
         rustix::fs::major(dev),
@@ -333,7 +350,7 @@ fn lock_holders(dev: u64, ino: u64) -> Vec<u32> {
         .collect();
     pids.sort_unstable();
     pids.dedup();
-    pids
+    Some(pids)
 }
 
 /// A buffered reader that keeps its buffer across seeks that land inside
