@@ -207,6 +207,9 @@ impl Error {
             Self::NoBackups { .. } => {
                 "give the backup directory (default /opt/kerio/mailserver/store/backup) or an archive file".into()
             }
+            Self::NotFound(_) => {
+                "check the path: give the backup directory (default /opt/kerio/mailserver/store/backup) or one of its archive files".into()
+            }
             Self::MissingBase { .. } => {
                 "copy the base full beside the differential, or restore from an older full".into()
             }

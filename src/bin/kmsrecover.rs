@@ -124,19 +124,25 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             report::error(&err);
+            let code: u8 = match err.downcast_ref::<mailvault_recover::Error>() {
+                Some(mailvault_recover::Error::ServerRunning(_)) => EXIT_RUNNING,
+                Some(e) if e.is_usage() => 2,
+                _ => 1,
+            };
             if json {
                 // A machine reading stdout gets a document there too.
-                let hint = report::hint(&err);
+                let causes: Vec<String> = err.chain().skip(1).map(ToString::to_string).collect();
                 println!(
                     "{}",
-                    serde_json::json!({ "error": err.to_string(), "hint": hint })
+                    serde_json::json!({
+                        "error": err.to_string(),
+                        "causes": causes,
+                        "hint": report::hint(&err),
+                        "exit_code": code,
+                    })
                 );
             }
-            match err.downcast_ref::<mailvault_recover::Error>() {
-                Some(mailvault_recover::Error::ServerRunning(_)) => ExitCode::from(EXIT_RUNNING),
-                Some(e) if e.is_usage() => ExitCode::from(2),
-                _ => ExitCode::FAILURE,
-            }
+            ExitCode::from(code)
         }
     }
 }
@@ -166,6 +172,11 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .filter(|p| !p.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
             (dir, Pick::Archive(file))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(
+                mailvault_repo::Error::NotFound(format!("`{}`", a.source.display())).into(),
+            );
         }
         Err(e) => {
             return Err(

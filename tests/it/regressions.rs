@@ -1943,5 +1943,15 @@ fn review5_a_domain_mount_point_is_refused_and_dry_runs_tell_the_truth() {
     let out = kms(&["--json", "-l", t.tmp.path().join("nope").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(v["error"].as_str().unwrap().contains("cannot open"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("does not exist"),
+        "{v}"
+    );
+    assert_eq!(v["exit_code"], 1, "{v}");
+    assert!(v["hint"].is_string() && v["causes"].is_array(), "{v}");
+    // A usage error says 2 in the document as in the exit status.
+    let out = kms(&["--json", "-f", "INBOX", t.backups().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["exit_code"], 2, "{v}");
 }
