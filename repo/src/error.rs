@@ -146,6 +146,45 @@ pub enum Error {
     /// The request does not fit the repository (bad name, no backup at that time).
     #[error("{0}")]
     Request(String),
+    /// A remote target (S3, FTP) refused or failed an operation.
+    #[error("{place}: {message}")]
+    Target {
+        /// The target or object, credentials removed.
+        place: String,
+        /// What failed, with the server's answer.
+        message: String,
+        /// What the admin can do (the backend knows: credentials, bucket, TLS).
+        hint: Option<String>,
+        /// Whether trying again may succeed (a dropped connection, a 5xx).
+        transient: bool,
+    },
+    /// An encrypted object cannot be read: not authentic (altered,
+    /// truncated, reordered), or not an encrypted mailvault file.
+    #[error("{place}: {message}")]
+    Crypt {
+        /// The object.
+        place: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// An object is encrypted with another key than the one given.
+    #[error("{place} is encrypted with key {found}, but the key given is {given}")]
+    WrongKey {
+        /// The object.
+        place: String,
+        /// The key id in the object's header.
+        found: String,
+        /// The key id of the key given.
+        given: String,
+    },
+    /// A key file is missing, unreadable, malformed or too open.
+    #[error("key {place}: {message}")]
+    Key {
+        /// The key file (or the environment variable naming it).
+        place: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// A set a restore passed over while looking for the newest usable backup.
@@ -209,6 +248,19 @@ impl Error {
             }
             Self::NotFound(_) => {
                 "check the path: give the backup directory (default /opt/kerio/mailserver/store/backup) or one of its archive files".into()
+            }
+            Self::Target { hint: Some(h), .. } => h.clone(),
+            Self::Target { transient: true, .. } => {
+                "the connection failed after retries: check that the server is up and reachable, then run again; nothing was left under a final name".into()
+            }
+            Self::Crypt { .. } => {
+                "the file was altered, truncated or damaged after it was written: restore from another backup; nothing was written".into()
+            }
+            Self::WrongKey { .. } => {
+                "give the key file this backup was made with (`mailvault key show FILE` prints a key's id)".into()
+            }
+            Self::Key { .. } => {
+                "give a key file made by `mailvault key generate` (mode 0600), with --key FILE or MAILVAULT_KEY_FILE".into()
             }
             Self::MissingBase { .. } => {
                 "copy the base full beside the differential, or restore from an older full".into()

@@ -28,6 +28,7 @@ pub mod conformance;
 pub mod local;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
+pub mod remote;
 
 use std::io::{Read, Seek, Write};
 
