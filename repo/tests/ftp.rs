@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use mailvault_repo::Error;
 use mailvault_repo::storage::ftp::{FtpConfig, FtpStore};
-use mailvault_repo::storage::remote::ObjectStore;
+use mailvault_repo::storage::remote::{ObjectStore, Remote};
 
 /// The server's settings, or None (skip) when no server is configured.
 fn server(test: &str) -> Option<FtpConfig> {
@@ -477,4 +477,30 @@ fn resume(tls_on: bool) {
 fn upload_resumes_after_the_session_is_killed() {
     resume(false);
     resume(true);
+}
+
+/// The one suite every `Storage` passes, on `Remote` over the FTP store.
+fn conformance(tls_on: bool) {
+    let test = if tls_on {
+        "tls_remote_conformance"
+    } else {
+        "plain_remote_conformance"
+    };
+    let Some(cfg) = server(test) else { return };
+    let cfg = if tls_on { tls(cfg) } else { cfg };
+    mailvault_repo::storage::conformance::run(&|| {
+        let mut cfg = cfg.clone();
+        cfg.dir = fresh_dir();
+        Box::new(Remote::new(FtpStore::new(cfg).unwrap()))
+    });
+}
+
+#[test]
+fn plain_remote_conformance() {
+    conformance(false);
+}
+
+#[test]
+fn tls_remote_conformance() {
+    conformance(true);
 }

@@ -179,12 +179,10 @@ fn location_of(cfg: &FtpConfig) -> String {
             c => user.push(c),
         }
     }
+    // As `target.rs` parses them: `/dir` relative to the login directory,
+    // `//dir` absolute.
     let dir = cfg.dir.trim_end_matches('/');
-    let sep = if dir.starts_with('/') || dir.is_empty() {
-        ""
-    } else {
-        "/"
-    };
+    let sep = if dir.is_empty() { "" } else { "/" };
     format!("{scheme}://{user}@{host}:{}{sep}{dir}", cfg.port)
 }
 
