@@ -504,3 +504,29 @@ fn plain_remote_conformance() {
 fn tls_remote_conformance() {
     conformance(true);
 }
+
+/// A self-signed certificate as `openssl req -x509` makes them (CA:TRUE):
+/// trusted when given with `ca_file`, refused with a hint without it.
+#[test]
+fn self_signed_certificate_with_and_without_ca_file() {
+    let Some(mut cfg) = server("self_signed_certificate_with_and_without_ca_file") else {
+        return;
+    };
+    cfg.tls = true;
+    cfg.port = std::env::var("MAILVAULT_TEST_FTPS_SELFSIGNED_PORT")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let e = FtpStore::new(cfg.clone()).unwrap().exists().unwrap_err();
+    assert!(
+        e.to_string().contains("not signed by a trusted authority"),
+        "{e}"
+    );
+    assert!(e.hint().unwrap_or_default().contains("ca="));
+    cfg.ca_file = Some(PathBuf::from(
+        std::env::var("MAILVAULT_TEST_FTPS_SELFSIGNED_CERT").unwrap(),
+    ));
+    let s = store(cfg);
+    s.put_small("x", b"hello").unwrap();
+    assert_eq!(s.read_range("x", 1, 3).unwrap(), b"ell");
+}

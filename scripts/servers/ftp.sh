@@ -14,6 +14,8 @@
 #   kill     MAILVAULT_TEST_FTP_KILL_PORT: the resume test kills its sessions
 #            mid-upload (its pid is MAILVAULT_TEST_FTP_KILL_PID), so no other
 #            test may use it
+#   selfsigned MAILVAULT_TEST_FTPS_SELFSIGNED_PORT: a self-signed certificate
+#            (MAILVAULT_TEST_FTPS_SELFSIGNED_CERT) made by `openssl req -x509`
 # State lives in target/servers/ftp/ (config, certificates, logs, pids); the
 # env file is target/servers/ftp.env.
 set -euo pipefail
@@ -172,21 +174,27 @@ EOF
   openssl ca -batch -notext -config "$ca/ca.cnf" -cert "$state/ca.pem" -keyfile "$ca/ca-key.pem" \
     -in "$ca/expired.csr" -out "$state/expired.pem" \
     -startdate 20200101000000Z -enddate 20200102000000Z 2>/dev/null
+  # A self-signed server certificate as `openssl req -x509` makes them
+  # (it says CA:TRUE, which webpki alone refuses for a server).
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=127.0.0.1" \
+    -addext "subjectAltName=IP:127.0.0.1" \
+    -keyout "$state/selfsigned-key.pem" -out "$state/selfsigned.pem" 2>/dev/null
   chmod 600 "$state"/*key.pem
 
-  local port eport kport vsftpd
+  local port eport kport sport vsftpd
   vsftpd=$(command -v vsftpd || echo /usr/sbin/vsftpd)
-  port=$(free_port); eport=$(free_port); kport=$(free_port)
+  port=$(free_port); eport=$(free_port); kport=$(free_port); sport=$(free_port)
   [ "$port" != "$eport" ] && [ "$eport" != "$kport" ] && [ "$port" != "$kport" ] || { echo "port clash, run again" >&2; exit 1; }
   local base=$(( (RANDOM % 200) * 100 + 40000 ))
   config main "$port" "$base" $((base + 49)) cert.pem cert-key.pem
   config expired "$eport" $((base + 50)) $((base + 69)) expired.pem expired-key.pem
-  config kill "$kport" $((base + 70)) $((base + 99)) cert.pem cert-key.pem
-  for name in main expired kill; do
+  config kill "$kport" $((base + 70)) $((base + 89)) cert.pem cert-key.pem
+  config selfsigned "$sport" $((base + 90)) $((base + 99)) selfsigned.pem selfsigned-key.pem
+  for name in main expired kill selfsigned; do
     setsid "$vsftpd" "$PWD/$state/$name.conf" >"$state/$name.log" 2>&1 </dev/null &
     echo $! >"$state/$name.pid"
   done
-  wait_port "$port"; wait_port "$eport"; wait_port "$kport"
+  wait_port "$port"; wait_port "$eport"; wait_port "$kport"; wait_port "$sport"
 
   cat >"$envfile" <<EOF
 export MAILVAULT_TEST_FTP_HOST=127.0.0.1
@@ -196,6 +204,8 @@ export MAILVAULT_FTP_PASSWORD=$password
 export MAILVAULT_TEST_FTP_CA=$PWD/$state/ca.pem
 export MAILVAULT_TEST_FTPS_EXPIRED_PORT=$eport
 export MAILVAULT_TEST_FTP_KILL_PORT=$kport
+export MAILVAULT_TEST_FTPS_SELFSIGNED_PORT=$sport
+export MAILVAULT_TEST_FTPS_SELFSIGNED_CERT=$PWD/$state/selfsigned.pem
 export MAILVAULT_TEST_FTP_KILL_PID=$(cat "$state/kill.pid")
 EOF
   chmod 600 "$envfile"

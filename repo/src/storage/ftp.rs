@@ -209,6 +209,7 @@ fn tls_config(ca_file: Option<&Path>, location: &str) -> Result<Arc<rustls::Clie
             }
         }
     }
+    let mut pinned = Vec::new();
     if let Some(ca) = ca_file {
         let bad = |message: String| {
             Error::Target {
@@ -227,6 +228,7 @@ fn tls_config(ca_file: Option<&Path>, location: &str) -> Result<Arc<rustls::Clie
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert =
                 cert.map_err(|e| bad(format!("CA file `{}` is not PEM: {e}", ca.display())))?;
+            pinned.push(cert.clone());
             roots.add(cert).map_err(|e| {
                 bad(format!(
                     "CA file `{}` holds an unusable certificate: {e}",
@@ -243,17 +245,87 @@ fn tls_config(ca_file: Option<&Path>, location: &str) -> Result<Arc<rustls::Clie
         }
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let setup = |e: String| Error::Target {
+        place: location.to_string(),
+        message: format!("TLS setup failed: {e}"),
+        hint: None,
+        transient: false,
+    };
+    let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .map_err(|e| setup(e.to_string()))?;
     let config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .map_err(|e| Error::Target {
-            place: location.to_string(),
-            message: format!("TLS setup failed: {e}"),
-            hint: None,
-            transient: false,
-        })?
-        .with_root_certificates(roots)
+        .map_err(|e| setup(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(Verifier { webpki, pinned }))
         .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// The usual web PKI checks, except that a certificate given whole in
+/// `ca_file` is trusted as itself even when it says it is a CA: that is
+/// how `openssl req -x509` makes self-signed server certificates, which
+/// webpki refuses as an end entity. Expiry is still checked (it comes
+/// first).
+#[derive(Debug)]
+struct Verifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    pinned: Vec<CertificateDer<'static>>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self.webpki.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(_)))
+                if self
+                    .pinned
+                    .iter()
+                    .any(|p| p.as_ref() == end_entity.as_ref()) =>
+            {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.webpki.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
 }
 
 /// The reply code of a server answer, if the failure was one.
@@ -367,6 +439,15 @@ impl Inner {
     fn tls_failure(&self, name: &str, e: &rustls::Error) -> Error {
         use rustls::CertificateError as C;
         let host = &self.cfg.host;
+        let self_signed = |host: &str| {
+            (
+                format!(
+                    "the TLS certificate of the FTP server {host} is not signed by a trusted authority (self-signed?)"
+                ),
+                "for a self-signed certificate or a private CA, give its PEM file with `ca=FILE`"
+                    .to_string(),
+            )
+        };
         let (message, hint) = match e {
             rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => (
                 format!("the TLS certificate of the FTP server {host} has expired ({e})"),
@@ -376,11 +457,17 @@ impl Inner {
                 format!("the TLS certificate of the FTP server {host} is not valid yet ({e})"),
                 "check the clocks of this machine and of the server".to_string(),
             ),
-            rustls::Error::InvalidCertificate(C::UnknownIssuer) => (
-                format!(
-                    "the TLS certificate of the FTP server {host} is not signed by a trusted authority (self-signed?)"
-                ),
-                "for a self-signed certificate or a private CA, give its PEM file with `ca=FILE`".to_string(),
+            // A self-signed certificate made by `openssl req -x509` says
+            // CA:TRUE: webpki refuses it as "CA used as end entity".
+            rustls::Error::InvalidCertificate(C::UnknownIssuer) => self_signed(host),
+            rustls::Error::InvalidCertificate(C::Other(o))
+                if format!("{o:?}").contains("CaUsedAsEndEntity") =>
+            {
+                self_signed(host)
+            }
+            rustls::Error::InvalidCertificate(C::BadSignature) => (
+                format!("the TLS certificate of the FTP server {host} has a bad signature ({e})"),
+                "check the server's certificate chain; give its CA with `ca=FILE`".to_string(),
             ),
             rustls::Error::InvalidCertificate(
                 C::NotValidForName | C::NotValidForNameContext { .. },
