@@ -26,6 +26,7 @@
 
 #[cfg(any(test, feature = "testing"))]
 pub mod conformance;
+pub mod ftp;
 pub mod local;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
