@@ -29,6 +29,7 @@ pub mod repository;
 pub mod salvage;
 pub mod set;
 pub mod storage;
+pub mod target;
 
 pub use error::{Error, PassedOver, Problem, ProblemKind, Result};
 pub use progress::{NoProgress, Progress};

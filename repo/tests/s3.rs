@@ -16,7 +16,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mailvault_repo::Error;
 use mailvault_repo::storage::TEMP_PREFIX;
-use mailvault_repo::storage::remote::{ObjectStore, is_transient};
+use mailvault_repo::storage::conformance;
+use mailvault_repo::storage::remote::{ObjectStore, Remote, is_transient};
 use mailvault_repo::storage::s3::{S3Config, S3Store};
 
 const MIB: u64 = 1024 * 1024;
@@ -81,8 +82,11 @@ fn config(s: &Server, prefix: &str) -> S3Config {
     }
 }
 
+/// A store on a fresh prefix, created (as a backup run creates it).
 fn store(s: &Server, tag: &str) -> S3Store {
-    S3Store::new(config(s, &fresh_prefix(tag))).unwrap()
+    let store = S3Store::new(config(s, &fresh_prefix(tag))).unwrap();
+    assert!(store.create_root().unwrap());
+    store
 }
 
 fn names(store: &S3Store) -> Vec<(String, u64)> {
@@ -129,7 +133,12 @@ fn list_size_and_read_range_edges() {
     let s = server_or_skip!();
     let prefix = fresh_prefix("list");
     let store = S3Store::new(config(&s, &prefix)).unwrap();
+    // A prefix is a repository once something is under it.
+    assert!(!store.exists().unwrap());
+    assert!(matches!(store.list(), Err(Error::NotFound(_))));
+    assert!(store.create_root().unwrap());
     assert!(store.exists().unwrap());
+    assert!(!store.create_root().unwrap());
     assert_eq!(names(&store), vec![]);
     let data = pattern(100);
     store.put_small("a.zip", &data).unwrap();
@@ -369,14 +378,41 @@ fn missing_bucket_is_named_with_a_hint() {
         e.hint()
     );
     assert!(matches!(store.list(), Err(Error::NotFound(_))));
-
-    let present = store_in(&s);
-    assert!(!present.create_root().unwrap());
-    present.remove_root_if_empty().unwrap();
 }
 
-fn store_in(s: &Server) -> S3Store {
-    store(s, "root")
+#[test]
+fn the_prefix_is_the_repository() {
+    let s = server_or_skip!();
+    let prefix = fresh_prefix("root");
+    let store = S3Store::new(config(&s, &prefix)).unwrap();
+    assert!(store.create_root().unwrap());
+    store.put_small("F.zip", b"x").unwrap();
+    // Not empty: the mark stays.
+    store.remove_root_if_empty().unwrap();
+    assert!(store.exists().unwrap());
+    store.remove("F.zip").unwrap();
+    store.remove_root_if_empty().unwrap();
+    assert!(!store.exists().unwrap());
+    // A prefix holding only deeper prefixes (repository segments) exists.
+    let segment = S3Store::new(config(&s, &format!("{prefix}/_panel"))).unwrap();
+    segment.put_small("F.zip", b"x").unwrap();
+    assert!(store.exists().unwrap());
+    assert_eq!(names(&store), vec![]);
+    // The bucket's top level exists with the bucket.
+    let top = S3Store::new(config(&s, "")).unwrap();
+    assert!(top.exists().unwrap());
+    assert!(!top.create_root().unwrap());
+    top.remove_root_if_empty().unwrap();
+}
+
+#[test]
+fn remote_over_s3_passes_conformance() {
+    let s = server_or_skip!();
+    conformance::run(&|| {
+        Box::new(Remote::new(
+            S3Store::new(config(&s, &fresh_prefix("conformance"))).unwrap(),
+        ))
+    });
 }
 
 /// A private s3s-fs, for the test that kills it.

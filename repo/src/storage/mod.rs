@@ -1,5 +1,5 @@
-//! The storage seam: the few things every backend (a local directory now,
-//! S3 and FTP next, encryption as a wrapper) must do, and nothing that is
+//! The storage seam: the few things every backend (a local directory,
+//! S3 and FTP through [`remote::Remote`], encryption as a wrapper) must do, and nothing that is
 //! about backups. Everything above it (sets, chains, commit and deletion
 //! order, leftovers, the archive reader) is written once, in this crate.
 //!
@@ -7,8 +7,9 @@
 //! files). Contracts every implementation keeps, checked by
 //! `conformance` (feature `testing`):
 //!
-//! - [`Storage::list`] yields every object once, temporaries included
-//!   (named [`TEMP_PREFIX`]`<final name>`), in no particular order; a
+//! - [`Storage::list`] yields every object once, temporaries the backend
+//!   holds included (named [`TEMP_PREFIX`]`<final name>`; a remote target
+//!   may hold none until an upload starts), in no particular order; a
 //!   repository that does not exist is [`Error::NotFound`](crate::Error::NotFound);
 //! - [`Storage::open`] gives `Read + Seek` over the object's exact bytes; a
 //!   missing object is [`Error::NotFound`](crate::Error::NotFound);

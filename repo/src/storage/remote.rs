@@ -6,9 +6,16 @@
 //! ranges with a growing read-ahead, and the lock held by lock objects with
 //! an owner, host, pid and expiry, refreshed while a run lasts.
 
+mod lock;
+
 use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::{Lock, LockMode, Pending, ReadSeek, Storage};
 use crate::error::{Error, Result};
 
 /// Prefix of lock objects on a remote target.
@@ -48,18 +55,21 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The target as a URL, credentials removed (`s3://bucket/prefix`,
     /// `ftp://user@host:21/dir`).
     fn location(&self) -> String;
-    /// Whether the prefix (S3: the bucket; FTP: the directory) exists.
+    /// Whether the prefix exists (FTP: the directory; S3: the bucket, and
+    /// something under the prefix unless it is the bucket's top level).
     ///
     /// # Errors
     /// [`Error::Target`] (unreachable, credentials refused).
     fn exists(&self) -> Result<bool>;
-    /// Creates the prefix if needed (FTP: the directory; S3: nothing, a
+    /// Creates the prefix if needed (FTP: the directory; S3: a marker object
+    /// under the prefix, as S3 has no empty directories; a
     /// missing bucket is an error naming it); true when it was created now.
     ///
     /// # Errors
     /// [`Error::Target`].
     fn create_root(&self) -> Result<bool>;
-    /// Removes the prefix if nothing is left in it (FTP: RMD; S3: nothing).
+    /// Removes the prefix if nothing is left in it (FTP: RMD; S3: the
+    /// marker).
     ///
     /// # Errors
     /// [`Error::Target`].
@@ -155,4 +165,618 @@ pub fn is_transient(e: &Error) -> bool {
             ..
         }
     )
+}
+
+/// How long a lock object is valid without a refresh, unless
+/// `MAILVAULT_LOCK_TTL_SECS` says otherwise. A holder refreshes it every
+/// quarter of this; a holder that died stops refreshing and its lock expires.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(180);
+
+/// Bytes fetched from remote targets by this process (ranged reads), for
+/// reports and benchmarks.
+static FETCHED: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes this process has read from remote targets so far.
+#[must_use]
+pub fn bytes_fetched() -> u64 {
+    FETCHED.load(Ordering::Relaxed)
+}
+
+/// A [`Storage`] on an [`ObjectStore`]: see the module documentation.
+pub struct Remote<O> {
+    store: Arc<O>,
+    spool: PathBuf,
+    ttl: Duration,
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl<O: ObjectStore> std::fmt::Debug for Remote<O> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("store", &self.store)
+            .field("spool", &self.spool)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<O: ObjectStore + 'static> Remote<O> {
+    /// The target `store`; volumes are spooled in `MAILVAULT_SPOOL_DIR` or
+    /// the system's temporary directory while they are written.
+    pub fn new(store: O) -> Self {
+        let spool =
+            std::env::var_os("MAILVAULT_SPOOL_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
+        let ttl = std::env::var("MAILVAULT_LOCK_TTL_SECS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(DEFAULT_LOCK_TTL, Duration::from_secs);
+        Self {
+            store: Arc::new(store),
+            spool,
+            ttl,
+            progress: None,
+        }
+    }
+
+    /// Spools volumes being written in `dir` (a local directory with room
+    /// for one volume).
+    #[must_use]
+    pub fn with_spool(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.spool = dir.into();
+        self
+    }
+
+    /// Lock objects expire `ttl` after their last refresh.
+    #[must_use]
+    pub fn with_lock_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+
+    /// Calls `f` with the bytes sent as uploads go out.
+    #[must_use]
+    pub fn with_progress(mut self, f: Arc<dyn Fn(u64) + Send + Sync>) -> Self {
+        self.progress = Some(f);
+        self
+    }
+
+    /// The object store.
+    #[must_use]
+    pub fn store(&self) -> &O {
+        &self.store
+    }
+
+    fn spool_file(&self, name: &str) -> Result<File> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let safe: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = self.spool.join(format!(
+            ".mailvault-spool-{}-{n}-{safe}",
+            std::process::id()
+        ));
+        let place = format!("spool file `{}`", path.display());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(Error::io("cannot create", place.clone()))?;
+        // Unlinked at once: a run killed mid-way leaves nothing to clean.
+        std::fs::remove_file(&path).map_err(Error::io("cannot remove", place))?;
+        Ok(file)
+    }
+}
+
+impl<O: ObjectStore + 'static> Storage for Remote<O> {
+    fn location(&self) -> String {
+        self.store.location()
+    }
+
+    fn describe(&self, name: &str) -> String {
+        describe(&self.store.location(), name)
+    }
+
+    fn exists(&self) -> Result<bool> {
+        self.store.exists()
+    }
+
+    fn create_root(&self) -> Result<bool> {
+        self.store.create_root()
+    }
+
+    fn remove_root_if_empty(&self) -> Result<()> {
+        let names = self.store.list()?;
+        if names.iter().all(|(n, _)| n.starts_with(LOCK_PREFIX)) {
+            self.store.remove_root_if_empty()?;
+        }
+        Ok(())
+    }
+
+    fn list(&self) -> Result<Vec<String>> {
+        Ok(self
+            .store
+            .list()?
+            .into_iter()
+            .map(|(n, _)| n)
+            .filter(|n| !n.starts_with(LOCK_PREFIX))
+            .collect())
+    }
+
+    fn size(&self, name: &str) -> Result<u64> {
+        self.store.size(name)
+    }
+
+    fn open(&self, name: &str) -> Result<Box<dyn ReadSeek>> {
+        let len = self.store.size(name)?;
+        Ok(Box::new(RangeReader {
+            store: Arc::clone(&self.store),
+            name: name.to_string(),
+            len,
+            pos: 0,
+            buf: Vec::new(),
+            buf_start: 0,
+            window: MIN_WINDOW,
+        }))
+    }
+
+    fn create(&self, name: &str) -> Result<Box<dyn Pending>> {
+        let file = self.spool_file(name)?;
+        Ok(Box::new(SpoolPending {
+            store: Arc::clone(&self.store),
+            name: name.to_string(),
+            file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
+            upload: None,
+            progress: self.progress.clone(),
+        }))
+    }
+
+    fn remove(&self, name: &str) -> Result<()> {
+        self.store.remove(name)
+    }
+
+    fn sync(&self) -> Result<()> {
+        // Remote operations are durable when the server acknowledges them.
+        Ok(())
+    }
+
+    fn lock(&self, mode: LockMode, holder: &str) -> Result<Lock> {
+        lock::acquire(&self.store, self.ttl, mode, holder)
+            .map(|guard| Lock::new(mode, Box::new(guard)))
+    }
+}
+
+/// `location` + `/name`, keeping a query string (`?endpoint=`) at the end.
+fn describe(location: &str, name: &str) -> String {
+    match location.split_once('?') {
+        Some((base, query)) => format!("{}/{name}?{query}", base.trim_end_matches('/')),
+        None => format!("{}/{name}", location.trim_end_matches('/')),
+    }
+}
+
+/// A volume being written: spooled to an unlinked local file (the zip
+/// writer seeks back into it), uploaded by `finish`, published by `commit`.
+struct SpoolPending<O: ObjectStore> {
+    store: Arc<O>,
+    name: String,
+    file: Option<std::io::BufWriter<File>>,
+    upload: Option<Box<dyn Upload>>,
+    progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl<O: ObjectStore> SpoolPending<O> {
+    fn writer(&mut self) -> std::io::Result<&mut std::io::BufWriter<File>> {
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the object was already uploaded"))
+    }
+}
+
+impl<O: ObjectStore> Write for SpoolPending<O> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer()?.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer()?.flush()
+    }
+}
+
+impl<O: ObjectStore> Seek for SpoolPending<O> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        self.writer()?.seek(pos)
+    }
+}
+
+impl<O: ObjectStore> Pending for SpoolPending<O> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        let Some(writer) = self.file.take() else {
+            return Ok(());
+        };
+        let place = describe(&self.store.location(), &self.name);
+        let mut file = writer
+            .into_inner()
+            .map_err(|e| Error::io("cannot spool", place.clone())(e.into_error()))?;
+        let len = file
+            .seek(SeekFrom::End(0))
+            .map_err(Error::io("cannot spool", place.clone()))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(Error::io("cannot spool", place))?;
+        let mut upload = self.store.begin(&self.name, len)?;
+        let noop = |_: u64| {};
+        let sent = match &self.progress {
+            Some(p) => upload.send(&mut file, len, &|n| p(n)),
+            None => upload.send(&mut file, len, &noop),
+        };
+        match sent {
+            Ok(()) => {
+                self.upload = Some(upload);
+                Ok(())
+            }
+            Err(e) => {
+                upload.abort();
+                Err(e)
+            }
+        }
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<()> {
+        self.finish()?;
+        match self.upload.take() {
+            Some(upload) => upload.publish(),
+            None => Err(Error::Request(format!(
+                "{}: nothing to publish",
+                describe(&self.store.location(), &self.name)
+            ))),
+        }
+    }
+}
+
+impl<O: ObjectStore> Drop for SpoolPending<O> {
+    fn drop(&mut self) {
+        if let Some(upload) = self.upload.take() {
+            upload.abort();
+        }
+    }
+}
+
+const MIN_WINDOW: u64 = 64 << 10;
+const MAX_WINDOW: u64 = 16 << 20;
+
+/// Reads an object by ranges. The read-ahead window starts at 64 KiB and
+/// doubles while reads stay sequential (up to 16 MiB), and falls back on a
+/// seek, so a restore of one mailbox fetches little more than its entries
+/// and the metadata, and a whole-volume read runs at full speed.
+struct RangeReader<O: ObjectStore> {
+    store: Arc<O>,
+    name: String,
+    len: u64,
+    pos: u64,
+    buf: Vec<u8>,
+    buf_start: u64,
+    window: u64,
+}
+
+impl<O: ObjectStore> RangeReader<O> {
+    fn buf_end(&self) -> u64 {
+        self.buf_start + self.buf.len() as u64
+    }
+}
+
+impl<O: ObjectStore> Read for RangeReader<O> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if out.is_empty() || self.pos >= self.len {
+            return Ok(0);
+        }
+        if self.pos < self.buf_start || self.pos >= self.buf_end() {
+            let sequential = !self.buf.is_empty() && self.pos == self.buf_end();
+            self.window = if sequential {
+                (self.window * 2).min(MAX_WINDOW)
+            } else {
+                MIN_WINDOW
+            };
+            let want = self.window.max(out.len() as u64).min(self.len - self.pos);
+            let bytes = self
+                .store
+                .read_range(&self.name, self.pos, want)
+                .map_err(std::io::Error::other)?;
+            if bytes.is_empty() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "{}: the object ended at {} bytes, shorter than its listed size {}",
+                        describe(&self.store.location(), &self.name),
+                        self.pos,
+                        self.len
+                    ),
+                ));
+            }
+            FETCHED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.buf = bytes;
+            self.buf_start = self.pos;
+        }
+        let at = usize::try_from(self.pos - self.buf_start).map_err(std::io::Error::other)?;
+        let n = out.len().min(self.buf.len() - at);
+        out[..n].copy_from_slice(&self.buf[at..at + n]);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<O: ObjectStore> Seek for RangeReader<O> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            SeekFrom::Start(n) => Some(n),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+
+    use super::*;
+    use crate::storage::{TEMP_PREFIX, conformance};
+
+    /// An object store in memory: temporaries while uploading, like FTP.
+    type Objects = Option<BTreeMap<String, Vec<u8>>>;
+
+    #[derive(Debug, Default, Clone)]
+    struct MemObjects(Arc<Mutex<Objects>>);
+
+    impl MemObjects {
+        fn with<T>(
+            &self,
+            f: impl FnOnce(&mut BTreeMap<String, Vec<u8>>) -> Result<T>,
+        ) -> Result<T> {
+            let mut g = self
+                .0
+                .lock()
+                .map_err(|_| Error::Request("poisoned".into()))?;
+            match g.as_mut() {
+                Some(m) => f(m),
+                None => Err(Error::NotFound("mem://".into())),
+            }
+        }
+    }
+
+    struct MemUpload {
+        objects: MemObjects,
+        name: String,
+    }
+
+    impl Upload for MemUpload {
+        fn send(&mut self, file: &mut File, len: u64, progress: OnBytes<'_>) -> Result<()> {
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)
+                .map_err(Error::io("cannot read", "spool"))?;
+            assert_eq!(bytes.len() as u64, len);
+            progress(len);
+            let temp = format!("{TEMP_PREFIX}{}", self.name);
+            self.objects.with(|m| {
+                m.insert(temp, bytes);
+                Ok(())
+            })
+        }
+
+        fn publish(self: Box<Self>) -> Result<()> {
+            let temp = format!("{TEMP_PREFIX}{}", self.name);
+            self.objects.with(|m| {
+                if m.contains_key(&self.name) {
+                    return Err(Error::AlreadyExists(self.name.clone()));
+                }
+                let bytes = m
+                    .remove(&temp)
+                    .ok_or_else(|| Error::NotFound(temp.clone()))?;
+                m.insert(self.name.clone(), bytes);
+                Ok(())
+            })
+        }
+
+        fn abort(self: Box<Self>) {
+            let temp = format!("{TEMP_PREFIX}{}", self.name);
+            let _ = self.objects.with(|m| Ok(m.remove(&temp)));
+        }
+    }
+
+    impl ObjectStore for MemObjects {
+        fn location(&self) -> String {
+            "mem://test?x=1".into()
+        }
+        fn exists(&self) -> Result<bool> {
+            Ok(self
+                .0
+                .lock()
+                .map_err(|_| Error::Request("poisoned".into()))?
+                .is_some())
+        }
+        fn create_root(&self) -> Result<bool> {
+            let mut g = self
+                .0
+                .lock()
+                .map_err(|_| Error::Request("poisoned".into()))?;
+            if g.is_some() {
+                return Ok(false);
+            }
+            *g = Some(BTreeMap::new());
+            Ok(true)
+        }
+        fn remove_root_if_empty(&self) -> Result<()> {
+            let mut g = self
+                .0
+                .lock()
+                .map_err(|_| Error::Request("poisoned".into()))?;
+            if g.as_ref().is_some_and(BTreeMap::is_empty) {
+                *g = None;
+            }
+            Ok(())
+        }
+        fn list(&self) -> Result<Vec<(String, u64)>> {
+            self.with(|m| Ok(m.iter().map(|(k, v)| (k.clone(), v.len() as u64)).collect()))
+        }
+        fn size(&self, name: &str) -> Result<u64> {
+            self.with(|m| {
+                m.get(name)
+                    .map(|v| v.len() as u64)
+                    .ok_or_else(|| Error::NotFound(name.into()))
+            })
+        }
+        fn read_range(&self, name: &str, offset: u64, len: u64) -> Result<Vec<u8>> {
+            self.with(|m| {
+                let v = m.get(name).ok_or_else(|| Error::NotFound(name.into()))?;
+                let a = (offset as usize).min(v.len());
+                let b = (offset.saturating_add(len) as usize).min(v.len());
+                Ok(v[a..b].to_vec())
+            })
+        }
+        fn put_small(&self, name: &str, bytes: &[u8]) -> Result<()> {
+            self.with(|m| {
+                m.insert(name.into(), bytes.to_vec());
+                Ok(())
+            })
+        }
+        fn begin(&self, name: &str, _len: u64) -> Result<Box<dyn Upload>> {
+            Ok(Box::new(MemUpload {
+                objects: self.clone(),
+                name: name.into(),
+            }))
+        }
+        fn remove(&self, name: &str) -> Result<()> {
+            self.with(|m| {
+                m.remove(name)
+                    .map(|_| ())
+                    .ok_or_else(|| Error::NotFound(name.into()))
+            })
+        }
+    }
+
+    #[test]
+    fn remote_over_memory_passes_conformance() {
+        conformance::run(&|| Box::new(Remote::new(MemObjects::default())));
+    }
+
+    #[test]
+    fn names_keep_the_query_last() {
+        assert_eq!(
+            describe("s3://b/p?endpoint=http://h:9000", "F.zip"),
+            "s3://b/p/F.zip?endpoint=http://h:9000"
+        );
+        assert_eq!(
+            describe("ftp://u@h:21/dir/", "F.zip"),
+            "ftp://u@h:21/dir/F.zip"
+        );
+    }
+
+    #[test]
+    fn a_lock_of_another_host_holds_until_it_expires() {
+        let objects = MemObjects::default();
+        let remote = Remote::new(objects.clone());
+        remote.create_root().unwrap();
+        let now = Utc::now();
+        let other = lock::LockInfo {
+            mode: LockMode::Exclusive,
+            holder: "backup full".into(),
+            host: "elsewhere".into(),
+            pid: 1,
+            started: now,
+            expires: now + chrono::Duration::seconds(2),
+        };
+        objects
+            .put_small(
+                &format!("{LOCK_PREFIX}elsewhere-1-0"),
+                other.to_text().as_bytes(),
+            )
+            .unwrap();
+        match remote.lock(LockMode::Shared, "verify") {
+            Err(Error::Locked { holder, .. }) => {
+                assert!(
+                    holder.contains("backup full") && holder.contains("elsewhere"),
+                    "{holder}"
+                );
+            }
+            other => panic!("expected Locked, got {other:?}"),
+        }
+        assert!(
+            remote.list().unwrap().is_empty(),
+            "lock objects are not listed"
+        );
+        std::thread::sleep(Duration::from_millis(2100));
+        let held = remote
+            .lock(LockMode::Exclusive, "backup differential")
+            .unwrap();
+        assert!(held.is_held());
+        assert_eq!(
+            objects.list().unwrap().len(),
+            1,
+            "the expired lock was removed, ours written"
+        );
+        drop(held);
+        assert!(
+            objects.list().unwrap().is_empty(),
+            "ours removed on release"
+        );
+    }
+
+    #[test]
+    fn a_held_lock_is_refreshed() {
+        let objects = MemObjects::default();
+        let remote = Remote::new(objects.clone()).with_lock_ttl(Duration::from_millis(1200));
+        remote.create_root().unwrap();
+        let held = remote.lock(LockMode::Exclusive, "backup full").unwrap();
+        std::thread::sleep(Duration::from_millis(2000));
+        // Seen from another host: still live because it was refreshed.
+        let (name, _) = objects.list().unwrap().pop().unwrap();
+        let text = String::from_utf8(objects.read_range(&name, 0, 4096).unwrap()).unwrap();
+        let info = lock::LockInfo::parse(&text).unwrap();
+        assert!(info.expires > Utc::now(), "refreshed: {text}");
+        drop(held);
+    }
+
+    #[test]
+    fn reads_grow_their_window_and_restart_small_after_a_seek() {
+        let objects = MemObjects::default();
+        let remote = Remote::new(objects.clone());
+        remote.create_root().unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        objects.put_small("v.zip", &data).unwrap();
+        let before = bytes_fetched();
+        let mut r = remote.open("v.zip").unwrap();
+        r.seek(SeekFrom::End(-100)).unwrap();
+        let mut tail = Vec::new();
+        r.read_to_end(&mut tail).unwrap();
+        assert_eq!(tail, data[data.len() - 100..]);
+        r.seek(SeekFrom::Start(1000)).unwrap();
+        let mut one = [0u8; 10];
+        r.read_exact(&mut one).unwrap();
+        assert_eq!(one, data[1000..1010]);
+        assert!(
+            bytes_fetched() - before <= 100 + MIN_WINDOW,
+            "a seek restarts with a small window"
+        );
+        r.seek(SeekFrom::Start(0)).unwrap();
+        let mut all = Vec::new();
+        r.read_to_end(&mut all).unwrap();
+        assert_eq!(all, data);
+    }
 }

@@ -7,6 +7,14 @@
 //! ([`Remote`](super::remote) does that once for every network backend),
 //! and it never puts a credential into a message, a location or `Debug`.
 //!
+//! The repository is the prefix. S3 has no directories, so a prefix exists
+//! when something is under it; [`ObjectStore::create_root`] marks a new one
+//! with an empty `.mailvault-root` object (never listed) and
+//! [`ObjectStore::remove_root_if_empty`] removes that mark again, so a
+//! repository behaves as a local directory does. An empty prefix is the
+//! bucket's top level, which exists with the bucket. Buckets are the
+//! admin's: a missing one is an error naming it, never created.
+//!
 //! An upload larger than one part is a multipart upload from
 //! [`ObjectStore::begin`] on; beside it a small marker object
 //! `.mailvault-tmp-<name>` holds the upload id, so an interrupted upload is
@@ -26,8 +34,9 @@ use s3::region::Region;
 use s3::serde_types::Part;
 
 use super::TEMP_PREFIX;
-use super::remote::{ObjectStore, OnBytes, Retry, Upload};
+use super::remote::{LOCK_PREFIX, ObjectStore, OnBytes, Retry, Upload};
 use crate::error::{Error, Result};
+use crate::target::S3Location;
 
 const MIB: u64 = 1024 * 1024;
 /// The smallest part this store uses (S3's own minimum is 5 MiB).
@@ -37,6 +46,19 @@ const MAX_PARTS: u64 = 9_000;
 /// S3's minimum part size, the floor of a test override.
 const S3_MIN_PART: u64 = 5 * MIB;
 const CONTENT_TYPE: &str = "application/octet-stream";
+/// Marks a prefix made by `create_root` (S3 has no empty directories).
+const ROOT_MARKER: &str = ".mailvault-root";
+
+/// What is at the store's prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Root {
+    /// The bucket does not exist.
+    NoBucket,
+    /// The bucket exists, nothing is under the prefix.
+    Empty,
+    /// Something is under the prefix (or the prefix is the bucket's top).
+    Present,
+}
 
 /// Where and how to reach a bucket. `Debug` never shows the secret key.
 #[derive(Clone, Default)]
@@ -61,6 +83,27 @@ pub struct S3Config {
     /// least 8 MiB, at most 9,000 parts). Tests set a small one; values
     /// below S3's 5 MiB minimum are raised to it.
     pub part_size: Option<u64>,
+}
+
+impl S3Config {
+    /// The configuration a parsed `s3://` target names, with its keys (from
+    /// the URL, a credentials file or the environment).
+    ///
+    /// # Errors
+    /// No credentials found, or an unusable credentials file.
+    pub fn from_location(loc: &S3Location) -> Result<Self> {
+        let (access_key, secret_key) = loc.keys()?;
+        Ok(Self {
+            bucket: loc.bucket.clone(),
+            prefix: loc.prefix.clone(),
+            endpoint: loc.endpoint.clone(),
+            region: loc.region.clone(),
+            path_style: loc.path_style,
+            access_key,
+            secret_key,
+            part_size: None,
+        })
+    }
 }
 
 impl std::fmt::Debug for S3Config {
@@ -292,6 +335,25 @@ impl Inner {
         }
     }
 
+    /// Whether the bucket exists and anything is under the prefix.
+    fn probe(&self) -> Result<Root> {
+        self.retry.run(|_| {
+            match self
+                .bucket
+                .list_page(self.list_prefix(), Some("/".into()), None, None, Some(1))
+            {
+                Ok(_) if self.prefix.is_empty() => Ok(Root::Present),
+                Ok((page, _)) => {
+                    let any = !page.contents.is_empty()
+                        || page.common_prefixes.is_some_and(|p| !p.is_empty());
+                    Ok(if any { Root::Present } else { Root::Empty })
+                }
+                Err(e) if is_no_such_bucket(&e) => Ok(Root::NoBucket),
+                Err(e) => Err(self.error(self.root_place(), "cannot reach the bucket", e)),
+            }
+        })
+    }
+
     fn missing_bucket_hint(&self) -> String {
         format!(
             "create bucket `{}` first (e.g. `aws s3 mb s3://{}`), or fix the bucket name; mailvault never creates buckets",
@@ -407,7 +469,7 @@ impl Inner {
     }
 }
 
-const CREDENTIALS_HINT: &str = "check the access key and secret key (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the target's configuration) and the server's clock";
+const CREDENTIALS_HINT: &str = "check the access key and secret key (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the credentials file given by credentials=FILE or MAILVAULT_CREDENTIALS) and this machine's clock";
 
 fn is_no_such_bucket(e: &S3Error) -> bool {
     matches!(e, S3Error::HttpFailWithBody(404, body) if body.contains("<Code>NoSuchBucket</Code>"))
@@ -470,34 +532,44 @@ impl ObjectStore for S3Store {
     }
 
     fn exists(&self) -> Result<bool> {
-        let i = &self.inner;
-        i.retry.run(|_| {
-            match i
-                .bucket
-                .list_page(i.list_prefix(), Some("/".into()), None, None, Some(1))
-            {
-                Ok(_) => Ok(true),
-                Err(e) if is_no_such_bucket(&e) => Ok(false),
-                Err(e) => Err(i.error(i.root_place(), "cannot reach the bucket", e)),
-            }
-        })
+        Ok(self.inner.probe()? == Root::Present)
     }
 
     fn create_root(&self) -> Result<bool> {
-        if self.exists()? {
-            return Ok(false);
-        }
         let i = &self.inner;
-        Err(Error::Target {
-            place: i.root_place(),
-            message: format!("bucket `{}` does not exist", i.bucket_name),
-            hint: Some(i.missing_bucket_hint()),
-            transient: false,
-        })
+        match i.probe()? {
+            Root::Present => Ok(false),
+            Root::Empty => {
+                i.put(ROOT_MARKER, b"")?;
+                Ok(true)
+            }
+            Root::NoBucket => Err(Error::Target {
+                place: i.root_place(),
+                message: format!("bucket `{}` does not exist", i.bucket_name),
+                hint: Some(i.missing_bucket_hint()),
+                transient: false,
+            }),
+        }
     }
 
     fn remove_root_if_empty(&self) -> Result<()> {
-        // A prefix is not a thing on S3, and buckets are the admin's.
+        let i = &self.inner;
+        if i.prefix.is_empty() {
+            // The bucket's top level: buckets are the admin's.
+            return Ok(());
+        }
+        let left = match self.list() {
+            Ok(left) => left,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        // Lock objects go when their holders release them.
+        if left.iter().all(|(n, _)| n.starts_with(LOCK_PREFIX)) {
+            match i.delete(ROOT_MARKER) {
+                Ok(()) | Err(Error::NotFound(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
         Ok(())
     }
 
@@ -505,6 +577,8 @@ impl ObjectStore for S3Store {
         let i = &self.inner;
         let prefix = i.list_prefix();
         let mut found: BTreeMap<String, u64> = BTreeMap::new();
+        // Whether anything at all is under the prefix (deeper keys too).
+        let mut anything = prefix.is_empty();
         let mut token: Option<String> = None;
         loop {
             let page = i.retry.run(|_| {
@@ -521,11 +595,13 @@ impl ObjectStore for S3Store {
                     Err(e) => Err(i.error(i.root_place(), "cannot list", e)),
                 }
             })?;
+            anything |= !page.contents.is_empty()
+                || page.common_prefixes.as_ref().is_some_and(|p| !p.is_empty());
             for object in page.contents {
                 let Some(name) = object.key.strip_prefix(&prefix) else {
                     continue;
                 };
-                if name.is_empty() || name.contains('/') {
+                if name.is_empty() || name.contains('/') || name == ROOT_MARKER {
                     continue;
                 }
                 // Markers stand for an unfinished upload: size 0, like the
@@ -545,7 +621,12 @@ impl ObjectStore for S3Store {
             }
         }
         for (name, _) in i.multipart_uploads()? {
+            anything = true;
             found.entry(format!("{TEMP_PREFIX}{name}")).or_insert(0);
+        }
+        if !anything {
+            // Nothing under the prefix: no repository there (yet).
+            return Err(Error::NotFound(i.root_place()));
         }
         Ok(found.into_iter().collect())
     }
@@ -951,6 +1032,35 @@ mod tests {
             "s3://b/srv/x?endpoint=http://127.0.0.1:9000"
         );
         assert_eq!(store.inner.place("n"), "s3://b/srv/x/n");
+    }
+
+    #[test]
+    fn config_from_a_target_url() {
+        let crate::target::Target::S3(loc) = crate::target::Target::parse(
+            "s3://AK:sec%2Fret@bkt/a/b/?endpoint=http://127.0.0.1:9000&region=eu-1&path_style=true",
+        )
+        .unwrap() else {
+            panic!("not an s3 target")
+        };
+        let cfg = S3Config::from_location(&loc).unwrap();
+        assert_eq!(
+            (
+                cfg.bucket.as_str(),
+                cfg.prefix.as_str(),
+                cfg.region.as_str()
+            ),
+            ("bkt", "a/b", "eu-1")
+        );
+        assert!(cfg.path_style);
+        assert_eq!(
+            (cfg.access_key.as_str(), cfg.secret_key.as_str()),
+            ("AK", "sec/ret")
+        );
+        let store = S3Store::new(cfg).unwrap();
+        assert_eq!(
+            store.location(),
+            "s3://bkt/a/b?endpoint=http://127.0.0.1:9000"
+        );
     }
 
     #[test]
