@@ -498,3 +498,107 @@ fn server_stopped_mid_way_is_a_transient_error_after_retries() {
         assert!(is_transient(&e), "{e:?}");
     }
 }
+
+#[test]
+fn list_follows_pages_past_1000_objects() {
+    let s = server_or_skip!();
+    let store = store(&s, "pages");
+    let names: Vec<String> = (0..1010).map(|i| format!("o{i:05}")).collect();
+    std::thread::scope(|scope| {
+        for chunk in names.chunks(names.len().div_ceil(4)) {
+            let store = &store;
+            scope.spawn(move || {
+                for n in chunk {
+                    store.put_small(n, n.as_bytes()).unwrap();
+                }
+            });
+        }
+    });
+    let listed = names_of(&store);
+    assert_eq!(listed, names);
+}
+
+fn names_of(store: &S3Store) -> Vec<String> {
+    names(store).into_iter().map(|(n, _)| n).collect()
+}
+
+/// A TCP proxy to the server that cuts every third connection after its
+/// first bytes: a flaky network, for real (rust-s3 opens one connection per
+/// request, so every request's first attempt may fail).
+struct FlakyProxy {
+    endpoint: String,
+    cut: std::sync::Arc<AtomicU64>,
+}
+
+impl FlakyProxy {
+    fn start(upstream: &str) -> Self {
+        use std::io::Read;
+        let upstream = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let cut = std::sync::Arc::new(AtomicU64::new(0));
+        let cuts = std::sync::Arc::clone(&cut);
+        std::thread::spawn(move || {
+            for (n, client) in listener.incoming().enumerate() {
+                let Ok(mut client) = client else { return };
+                if n % 3 == 2 {
+                    let mut first = [0u8; 512];
+                    let _ = client.read(&mut first);
+                    let _ = client.shutdown(std::net::Shutdown::Both);
+                    cuts.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut c1, &mut s1);
+                    let _ = s1.shutdown(std::net::Shutdown::Write);
+                });
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut s2, &mut c2);
+                    let _ = c2.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        Self { endpoint, cut }
+    }
+}
+
+#[test]
+fn cut_connections_are_retried_part_by_part() {
+    let s = server_or_skip!();
+    let proxy = FlakyProxy::start(&s.endpoint);
+    let mut cfg = config(&s, &fresh_prefix("flaky"));
+    cfg.endpoint = Some(proxy.endpoint.clone());
+    let store = S3Store::new(cfg).unwrap();
+    assert!(store.create_root().unwrap());
+    let data = pattern(23 * MIB + 7);
+    let len = data.len() as u64;
+    let sent = AtomicU64::new(0);
+    let mut up = store.begin("F.zip", len).unwrap();
+    up.send(&mut spool(&data), len, &|n| {
+        sent.fetch_add(n, Ordering::Relaxed);
+    })
+    .unwrap();
+    up.publish().unwrap();
+    // Each part counted once, however often it was sent.
+    assert_eq!(sent.load(Ordering::Relaxed), len);
+    assert_eq!(names(&store), vec![("F.zip".to_owned(), len)]);
+    let mut back = Vec::new();
+    for at in (0..len).step_by(4 * MIB as usize) {
+        back.extend(store.read_range("F.zip", at, 4 * MIB).unwrap());
+    }
+    assert!(back == data, "the object differs from what was sent");
+    store.remove("F.zip").unwrap();
+    assert!(
+        proxy.cut.load(Ordering::Relaxed) >= 5,
+        "the proxy cut {} connections",
+        proxy.cut.load(Ordering::Relaxed)
+    );
+}

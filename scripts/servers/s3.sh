@@ -9,7 +9,8 @@
 #
 # The env file (target/servers/s3.env) sets MAILVAULT_TEST_S3_ENDPOINT,
 # MAILVAULT_TEST_S3_BUCKET, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and
-# MAILVAULT_TEST_S3FS_BIN (tests that stop a server start their own).
+# MAILVAULT_TEST_S3FS_BIN (tests that stop a server start their own), and
+# MAILVAULT_RETRY_BASE_MS=10 (retry waits of tests that cut connections).
 # ~/.cargo/bin/s3s-fs is the cache: only the first run builds it (~5 min).
 set -euo pipefail
 
@@ -90,6 +91,7 @@ MAILVAULT_TEST_S3_BUCKET=$BUCKET
 AWS_ACCESS_KEY_ID=$access
 AWS_SECRET_ACCESS_KEY=$secret
 MAILVAULT_TEST_S3FS_BIN=$BIN
+MAILVAULT_RETRY_BASE_MS=10
 EOF
     echo "s3.sh: s3s-fs pid $pid on http://127.0.0.1:$port, bucket $BUCKET; env in $ENV_FILE" >&2
     echo "$ENV_FILE"
