@@ -361,7 +361,8 @@ impl Inner {
         )
     }
 
-    /// HEAD of one object: its size and ETag.
+    /// HEAD of one object: its size, and its ETag where that is an MD5
+    /// of the content (not under SSE-KMS).
     fn head(&self, name: &str) -> Result<(u64, Option<String>)> {
         let key = self.key(name);
         self.retry.run(|_| {
@@ -378,7 +379,11 @@ impl Inner {
                     hint: None,
                     transient: false,
                 })?;
-            Ok((size, head.e_tag))
+            let kms = head
+                .server_side_encryption
+                .as_deref()
+                .is_some_and(|e| e.contains("kms"));
+            Ok((size, head.e_tag.filter(|_| !kms)))
         })
     }
 
@@ -392,17 +397,24 @@ impl Inner {
         })
     }
 
-    fn put(&self, name: &str, bytes: &[u8]) -> Result<String> {
+    /// PutObject (replacing); the ETag where it is the content's MD5 (not
+    /// under SSE-KMS).
+    fn put(&self, name: &str, bytes: &[u8]) -> Result<Option<String>> {
         let key = self.key(name);
         self.retry.run(|_| {
             self.bucket
                 .put_object(&key, bytes)
                 .map(|r| {
-                    r.headers()
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("etag"))
-                        .map(|(_, v)| v.clone())
-                        .unwrap_or_default()
+                    let headers = r.headers();
+                    let header = |want: &str| {
+                        headers
+                            .iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(want))
+                            .map(|(_, v)| v.clone())
+                    };
+                    let kms =
+                        header("x-amz-server-side-encryption").is_some_and(|e| e.contains("kms"));
+                    header("etag").filter(|_| !kms)
                 })
                 .map_err(|e| self.error(self.place(name), "cannot write", e))
         })
@@ -851,18 +863,9 @@ impl Upload for S3Upload {
                         transient: true,
                     });
                 }
-                if is_md5_etag(&part.etag)
-                    && bare_etag(&part.etag) != format!("{:x}", md5::Digest(digest))
-                {
-                    return Err(Error::Target {
-                        place: place.clone(),
-                        message: format!(
-                            "part {number}: the server's checksum differs from the bytes sent"
-                        ),
-                        hint: None,
-                        transient: true,
-                    });
-                }
+                // Not compared with the part's MD5: rust-s3 sends
+                // Content-MD5, which the server checks, and under SSE-KMS a
+                // part's ETag is not its MD5.
                 Ok(part.etag)
             })?;
             new_parts.push((
@@ -927,7 +930,7 @@ impl S3Upload {
             Mode::Small { buf } => {
                 let bytes = buf.take().unwrap_or_default();
                 let local = format!("{:x}", md5::compute(&bytes));
-                let etag = inner.put(&self.name, &bytes)?;
+                let etag = inner.put(&self.name, &bytes)?.unwrap_or_default();
                 if is_md5_etag(&etag) && bare_etag(&etag) != local {
                     let _ = inner.delete(&self.name);
                     return Err(failed(format!(
