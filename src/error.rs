@@ -49,6 +49,14 @@ pub enum Error {
     /// Something given on the command line or in a config file is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// A copy on a target does not read back as what was sent (removed again).
+    #[error("{place}: {message}")]
+    Upload {
+        /// The object on the target.
+        place: String,
+        /// What differed.
+        message: String,
+    },
     /// The schedule configuration is malformed.
     #[error("`{path}`: {reason}")]
     Config {
@@ -65,6 +73,9 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Self::Repo(e) => return e.hint(),
+            Self::Upload { .. } => {
+                "the target stored something else than was sent: the copy was removed and the local backup is kept; check the target's disk and run again".into()
+            }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
                 "the disk is full: free space or point --backup-dir at a larger volume; nothing was left under a final name".into()
             }

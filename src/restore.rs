@@ -46,10 +46,7 @@ impl SafetyCopier for ArchiveSafetyCopy {
         opts.only = Some(roots.to_vec());
         opts.notes = vec![note.to_string()];
         let s = backup::run_backup(&opts, &NoProgress).map_err(|e| e.to_string())?;
-        Ok(s.volumes
-            .first()
-            .map(|p| p.display().to_string())
-            .unwrap_or(s.archive))
+        Ok(s.volumes.first().cloned().unwrap_or(s.archive))
     }
 
     fn location(&self) -> Option<PathBuf> {

@@ -40,6 +40,15 @@ pub struct ConfigFile {
     pub split_size: Option<String>,
     /// Default number of full chains to keep.
     pub keep_full: Option<usize>,
+    /// Default target URL (`s3://…`, `ftp[s]://…`, a directory); archives
+    /// go there instead of the backup directory.
+    pub target: Option<String>,
+    /// Default key file: encrypts what goes to the target.
+    pub key: Option<PathBuf>,
+    /// Default for keeping a local copy besides the target.
+    pub keep_local: Option<bool>,
+    /// Local directory where volumes are spooled before upload.
+    pub spool_dir: Option<PathBuf>,
     /// How old a missed slot may be and still run (default 12).
     pub catch_up_hours: Option<u32>,
     /// The schedules; none means Kerio's default.
@@ -62,6 +71,12 @@ pub struct ScheduleEntry {
     pub backup_dir: Option<PathBuf>,
     /// Overrides the global split size.
     pub split_size: Option<String>,
+    /// Overrides the global target.
+    pub target: Option<String>,
+    /// Overrides the global key file.
+    pub key: Option<PathBuf>,
+    /// Overrides the global keep_local.
+    pub keep_local: Option<bool>,
     /// Overrides the global rotation.
     pub keep_full: Option<usize>,
     /// Kerio's old behaviour: keep only the newest differential per chain.
@@ -82,8 +97,14 @@ pub struct Schedule {
     pub cron_text: String,
     /// Parsed.
     pub cron: Cron,
-    /// The backup it runs.
+    /// The backup it runs (its target is opened when it runs).
     pub options: BackupOptions,
+    /// The target URL, if archives go to one.
+    pub target: Option<String>,
+    /// The key file for the target.
+    pub key: Option<PathBuf>,
+    /// The spool directory for uploads.
+    pub spool_dir: Option<PathBuf>,
     /// Disabled schedules are listed but never run.
     pub enabled: bool,
 }
@@ -103,6 +124,10 @@ install_dir = "/opt/kerio/mailserver"
 backup_dir = "/opt/kerio/mailserver/store/backup"
 split_size = "2G"
 keep_full = 4
+# Off-site and encrypted (credentials from the environment or a 0600 file):
+# target = "s3://backups/kerio?endpoint=https://s3.example.net"
+# key = "/root/mailvault.key"
+# keep_local = true        # also keep the archives in backup_dir
 
 [[schedule]]
 name = "weekly-full"
@@ -180,6 +205,12 @@ impl Schedules {
                     ))));
                 }
             };
+            let target = s.target.clone().or_else(|| file.target.clone());
+            if let Some(t) = &target {
+                mailvault_repo::target::Target::parse(t)
+                    .map_err(|e| cfg_err(at(&e.to_string())))?;
+            }
+            options.keep_local = s.keep_local.or(file.keep_local).unwrap_or(false);
             if schedules.iter().any(|x: &Schedule| x.name == name) {
                 return Err(cfg_err(at("two schedules have this name")));
             }
@@ -188,6 +219,9 @@ impl Schedules {
                 cron_text: s.cron.clone(),
                 cron,
                 options,
+                target,
+                key: s.key.clone().or_else(|| file.key.clone()),
+                spool_dir: file.spool_dir.clone(),
                 enabled: s.enabled.unwrap_or(true),
             });
         }
@@ -210,6 +244,9 @@ pub struct ScheduleStatus {
     pub cron: String,
     /// Backup directory.
     pub backup_dir: PathBuf,
+    /// Target (credentials removed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
     /// Next slot (local time, RFC 3339).
     pub next_run: Option<String>,
     /// Last slot taken, from the state file.
@@ -230,6 +267,12 @@ pub fn status(s: &Schedules, now: DateTime<Local>) -> Vec<ScheduleStatus> {
                 kind: sc.options.kind.to_string(),
                 cron: sc.cron_text.clone(),
                 backup_dir: sc.options.backup_dir.clone(),
+                target: sc.target.as_deref().map(|t| {
+                    mailvault_repo::target::Target::parse(t).map_or_else(
+                        |_| mailvault_repo::target::redact_text(t),
+                        |t| t.to_string(),
+                    )
+                }),
                 next_run: sc
                     .cron
                     .find_next_occurrence(&now, false)
@@ -303,7 +346,7 @@ pub fn run_due(
             .and_then(|()| state_file.write_all(body.as_bytes()))
             .and_then(|()| state_file.sync_all())
             .map_err(Error::io("cannot write", &state_path))?;
-        let result = run_backup(&sc.options, progress);
+        let result = with_target(sc).and_then(|options| run_backup(&options, progress));
         drop(state_file);
         runs.push(match result {
             Ok(summary) => DueRun {
@@ -321,6 +364,29 @@ pub fn run_due(
         });
     }
     Ok(runs)
+}
+
+/// The schedule's options with its target opened (credentials and the key
+/// are read when the backup runs, not when the config is parsed).
+fn with_target(sc: &Schedule) -> Result<BackupOptions> {
+    let mut options = sc.options.clone();
+    if let Some(t) = &sc.target {
+        let opts = mailvault_repo::target::OpenOptions {
+            spool: sc.spool_dir.clone(),
+            on_upload: None,
+        };
+        options.target = Some(mailvault_repo::target::open_location(
+            t,
+            sc.key.as_deref(),
+            &opts,
+        )?);
+    } else if sc.key.is_some() {
+        return Err(Error::Invalid(format!(
+            "schedule `{}`: key is set but no target; set target (a directory works too)",
+            sc.name
+        )));
+    }
+    Ok(options)
 }
 
 /// The earliest next slot of any enabled schedule.

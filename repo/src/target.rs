@@ -495,3 +495,58 @@ mod tests {
         assert_eq!(f.password().unwrap(), "pw");
     }
 }
+
+/// How [`Target::open`] makes the storage.
+#[derive(Clone, Default)]
+pub struct OpenOptions {
+    /// Local directory where volumes are spooled before upload (default:
+    /// `MAILVAULT_SPOOL_DIR` or the system's temporary directory).
+    pub spool: Option<PathBuf>,
+    /// Called with bytes sent as uploads go out.
+    pub on_upload: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for OpenOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenOptions")
+            .field("spool", &self.spool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Target {
+    /// The storage of this target (credentials resolved now). Nothing is
+    /// contacted yet.
+    ///
+    /// # Errors
+    /// Missing credentials; a backend that cannot be set up.
+    pub fn open(&self, _opts: &OpenOptions) -> Result<std::sync::Arc<dyn crate::storage::Storage>> {
+        match self {
+            Self::Local(p) => Ok(std::sync::Arc::new(crate::storage::LocalDir::new(p))),
+            other => Err(Error::Request(format!(
+                "{other}: this target type is not available in this build"
+            ))),
+        }
+    }
+}
+
+/// Opens a location given by the admin (a directory or a target URL), with
+/// the key file for encrypted backups.
+///
+/// # Errors
+/// An unparsable location, missing credentials, an unusable key file.
+pub fn open_location(
+    location: &str,
+    key_file: Option<&Path>,
+    opts: &OpenOptions,
+) -> Result<std::sync::Arc<dyn crate::storage::Storage>> {
+    let target = Target::parse(location)?;
+    let storage = target.open(opts)?;
+    if let Some(k) = key_file {
+        return Err(Error::Key {
+            place: format!("`{}`", k.display()),
+            message: "encryption is not available in this build".into(),
+        });
+    }
+    Ok(storage)
+}

@@ -6,11 +6,13 @@
 //! interrupted runs, plans, writes and rotates, and returns a [`BackupSummary`].
 
 pub mod plan;
+mod replicate;
 pub mod scan;
 pub mod volume;
 pub mod writer;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +26,7 @@ pub use volume::Compression;
 
 use mailvault_repo::Repository;
 use mailvault_repo::repository::Listing;
-use mailvault_repo::storage::{LocalDir, Lock, LockMode};
+use mailvault_repo::storage::{LocalDir, Lock, LockMode, Storage};
 
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -64,6 +66,13 @@ pub struct BackupOptions {
     pub only: Option<Vec<String>>,
     /// Extra `note:` lines for `.summary.txt`.
     pub notes: Vec<String>,
+    /// Where archives go when not `backup_dir` (a remote or encrypted
+    /// target); `backup_dir` is then only left out of the backup, or, with
+    /// `keep_local`, written first and copied to the target.
+    pub target: Option<Arc<dyn Storage>>,
+    /// With a target: write the backup into `backup_dir` as well, copy it
+    /// to the target and verify the copy, keeping the local one.
+    pub keep_local: bool,
 }
 
 impl BackupOptions {
@@ -86,6 +95,18 @@ impl BackupOptions {
             store_dir: None,
             only: None,
             notes: Vec::new(),
+            target: None,
+            keep_local: false,
+        }
+    }
+
+    /// The repository the backup is written into first: the target, or
+    /// the local backup directory (always, with `keep_local`).
+    #[must_use]
+    pub fn repository(&self) -> Repository {
+        match &self.target {
+            Some(t) if !self.keep_local => Repository::from_arc(Arc::clone(t)),
+            _ => Repository::new(LocalDir::new(&self.backup_dir)),
         }
     }
 }
@@ -102,8 +123,14 @@ pub struct BackupSummary {
     pub requested: String,
     /// Base full of a differential.
     pub base: Option<String>,
-    /// Final paths of the volumes.
-    pub volumes: Vec<PathBuf>,
+    /// Where the volumes are, under their final names (paths, or URLs on a target).
+    pub volumes: Vec<String>,
+    /// With `--keep-local`: the verified copies on the target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub copied: Vec<String>,
+    /// With `--keep-local`: rotation applied on the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_rotation: Option<RotationPlan>,
     /// Files stored in this archive.
     pub files: u64,
     /// Their bytes.
@@ -182,7 +209,7 @@ pub fn plan_backup(opts: &BackupOptions, now: DateTime<Utc>) -> Result<BackupPla
         opts.skip_unreadable,
         opts.only.as_deref(),
     )?;
-    let repo = Repository::new(LocalDir::new(&opts.backup_dir));
+    let repo = opts.repository();
     let listing = if repo.storage().exists()? {
         repo.listing_at(now)?
     } else {
@@ -210,7 +237,7 @@ pub fn plan_backup(opts: &BackupOptions, now: DateTime<Utc>) -> Result<BackupPla
 pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupSummary> {
     check(opts)?;
     scan::check_install(&opts.paths())?;
-    let repo = Repository::new(LocalDir::new(&opts.backup_dir));
+    let repo = opts.repository();
     let created = repo.storage().create_root()?;
     // Refused by another run: its directory, whoever made it, is left alone.
     let lock = repo.lock(LockMode::Exclusive, &format!("backup {}", opts.kind))?;
@@ -220,7 +247,42 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
         let _ = repo.storage().remove_root_if_empty();
     }
     drop(lock);
-    result
+    let mut summary = result?;
+    if let (Some(target), true) = (&opts.target, opts.keep_local) {
+        let target = Repository::from_arc(Arc::clone(target));
+        let names: Vec<String> = summary
+            .volumes
+            .iter()
+            .filter_map(|p| {
+                std::path::Path::new(p)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+            })
+            .collect();
+        let stem = summary
+            .archive
+            .parse::<mailvault_formats::ArchiveName>()
+            .map(|n| n.stem())
+            .unwrap_or_default();
+        let (copied, lock) = replicate::replicate(
+            &repo,
+            &target,
+            &stem,
+            &names,
+            &format!("backup {} (copy)", opts.kind),
+            progress,
+        )?;
+        summary.copied = copied
+            .iter()
+            .map(|n| volume_place(target.storage(), n))
+            .collect();
+        if opts.rotation.is_active() {
+            let rp = rotation::plan(target.listing()?.sets, opts.rotation, Some(&stem));
+            rotation::apply(&target, &lock, &rp)?;
+            summary.target_rotation = Some(rp);
+        }
+    }
+    Ok(summary)
 }
 
 fn locked_backup(
@@ -324,7 +386,7 @@ fn locked_backup(
         base: plan.base.as_ref().map(|b| b.stem.clone()),
         volumes: final_names
             .iter()
-            .map(|n| opts.backup_dir.join(n))
+            .map(|n| volume_place(repo.storage(), n))
             .collect(),
         files,
         bytes_in,
@@ -338,7 +400,14 @@ fn locked_backup(
         seconds: t0.elapsed().as_secs_f64(),
         removed_leftovers,
         rotation,
+        copied: Vec::new(),
+        target_rotation: None,
     })
+}
+
+/// A volume's place for reports: a path, or a target URL (no backticks).
+fn volume_place(storage: &dyn Storage, name: &str) -> String {
+    storage.describe(name).trim_matches('`').to_string()
 }
 
 /// This machine's host name, for `.version.txt`.

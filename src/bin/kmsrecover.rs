@@ -17,7 +17,8 @@ use mailvault_recover::{
 };
 use mailvault_repo::Repository;
 use mailvault_repo::chain::{self, Pick};
-use mailvault_repo::storage::{LocalDir, LockMode};
+use mailvault_repo::storage::LockMode;
+use mailvault_repo::target::{OpenOptions, Target, open_location};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -28,6 +29,7 @@ Examples:
   kmsrecover -m cfg,license,sslca,sslcert /mnt/backup/F20261122T010000Z.zip
   kmsrecover --at 2026-11-20T12:00:00Z --into /tmp/old /mnt/backup
   kmsrecover --dry-run /mnt/backup                              # what would be written and removed
+  kmsrecover -d example.com -u john --key /root/mailvault.key 's3://backups/kerio?endpoint=https://s3.example.net'
 
 Mask parts (-m): cfg (mailserver.cfg, users.cfg), mail, lists, public, license, sslca, sslcert, spam.
 
@@ -43,8 +45,17 @@ Exit codes:
 #[derive(Debug, Parser)]
 #[command(name = "kmsrecover", version, about, after_help = AFTER_HELP)]
 struct Args {
-    /// A backup directory (the newest backup in it is restored) or an archive (for several volumes, any of them).
-    source: PathBuf,
+    /// A backup directory (the newest backup in it is restored), an archive (for several volumes, any of them),
+    /// or a target URL (s3://bucket/prefix?endpoint=URL, ftp[s]://user@host/dir).
+    source: String,
+    /// Key file of encrypted backups (default: the file named by MAILVAULT_KEY_FILE).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MAILVAULT_KEY_FILE",
+        hide_env_values = true
+    )]
+    key: Option<PathBuf>,
     /// Recover (or with -l list) this domain.
     #[arg(short, long)]
     domain: Option<String>,
@@ -148,43 +159,58 @@ fn main() -> ExitCode {
 }
 
 fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let (dir, pick) = match std::fs::metadata(&a.source) {
-        Ok(m) if m.is_dir() => (
-            a.source.clone(),
-            a.at.map_or(Pick::Newest, |t| Pick::At(t.with_timezone(&chrono::Utc))),
-        ),
-        Ok(_) if a.at.is_some() => {
-            return Err(mailvault_recover::Error::Usage(
-                "--at picks a backup in a directory: give the backup directory, or the archive alone".into(),
-            )
-            .into());
-        }
-        Ok(_) => {
-            let file = a
-                .source
-                .file_name()
-                .and_then(|f| f.to_str())
-                .context("the archive name is not UTF-8")?
-                .to_string();
-            let dir = a
-                .source
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-            (dir, Pick::Archive(file))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(
-                mailvault_repo::Error::NotFound(format!("`{}`", a.source.display())).into(),
-            );
-        }
-        Err(e) => {
-            return Err(
-                anyhow::Error::new(e).context(format!("cannot open `{}`", a.source.display()))
-            );
-        }
+    let at =
+        a.at.map_or(Pick::Newest, |t| Pick::At(t.with_timezone(&chrono::Utc)));
+    let target = Target::parse(&a.source)?;
+    // A local source: its directory (for untouchable paths and the safety
+    // copy's default place) and what to pick in it.
+    let (local, pick) = match target.local_dir() {
+        None => (None, at),
+        Some(source) => match std::fs::metadata(source) {
+            Ok(m) if m.is_dir() => (Some(source.to_path_buf()), at),
+            Ok(_) if a.at.is_some() => {
+                return Err(mailvault_recover::Error::Usage(
+                    "--at picks a backup in a directory: give the backup directory, or the archive alone".into(),
+                )
+                .into());
+            }
+            Ok(_) => {
+                let file = source
+                    .file_name()
+                    .and_then(|f| f.to_str())
+                    .context("the archive name is not UTF-8")?
+                    .to_string();
+                let dir = source
+                    .parent()
+                    .filter(|p| !p.as_os_str().is_empty())
+                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+                (Some(dir), Pick::Archive(file))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(
+                    mailvault_repo::Error::NotFound(format!("`{}`", source.display())).into(),
+                );
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot open `{}`", source.display()))
+                );
+            }
+        },
     };
-    let repo = Repository::new(LocalDir::new(&dir));
+    let location = local
+        .as_ref()
+        .map_or_else(|| a.source.clone(), |d| d.to_string_lossy().into_owned());
+    let repo = Repository::from_arc(open_location(
+        &location,
+        a.key.as_deref(),
+        &OpenOptions::default(),
+    )?);
+    // Safety copies stay on this machine: beside a local backup directory,
+    // or in the install's default backup directory for a remote source.
+    let safety_base = local
+        .clone()
+        .unwrap_or_else(|| a.install_dir.join("store").join("backup"));
     let mask = a
         .mask
         .as_ref()
@@ -211,7 +237,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         dir: a
             .safety_dir
             .clone()
-            .unwrap_or_else(|| ArchiveSafetyCopy::beside(&dir).dir),
+            .unwrap_or_else(|| ArchiveSafetyCopy::beside(&safety_base).dir),
     };
     let same_dir = |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
         (Ok(x), Ok(y)) => x == y,
@@ -219,8 +245,8 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     // (A safety-copies directory holds partial archives anyway: an undo's
     // own safety copy goes beside the one it restores.)
-    let undo = same_dir(&ArchiveSafetyCopy::beside(&dir).dir, &dir);
-    if !a.no_safety_copy && !undo && same_dir(&safety.dir, &dir) {
+    let undo = same_dir(&ArchiveSafetyCopy::beside(&safety_base).dir, &safety_base);
+    if !a.no_safety_copy && !undo && local.as_deref().is_some_and(|d| same_dir(&safety.dir, d)) {
         return Err(mailvault_recover::Error::Usage(
             "--safety-dir is the backup directory: a partial safety copy there would sit among the backups; give another directory"
                 .into(),
@@ -238,11 +264,11 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         salvage: a.salvage,
         // The backups and the safety copies are never restored over, even
         // where they lie inside what is restored.
-        untouchable: if a.no_safety_copy {
-            vec![dir.clone()]
-        } else {
-            vec![dir.clone(), safety.dir.clone()]
-        },
+        untouchable: local
+            .iter()
+            .cloned()
+            .chain((!a.no_safety_copy).then(|| safety.dir.clone()))
+            .collect(),
         // -s / -c name their places explicitly, as --into does.
         require_install: a.store.is_none() && a.cfgdir.is_none(),
     };

@@ -35,6 +35,9 @@ pub enum Command {
   mailvault backup differential --install-dir /opt/kerio/mailserver --backup-dir /mnt/backup
   mailvault backup full --split-size 500M --keep-full 4
   mailvault backup differential --dry-run --json
+  mailvault backup full --target 's3://backups/kerio?endpoint=https://s3.example.net' --key /root/mailvault.key
+  MAILVAULT_FTP_PASSWORD=... mailvault backup differential --target ftps://backup@nas.example.net/kerio --key /root/mailvault.key
+  mailvault backup full --target s3://backups/kerio --key /root/mailvault.key --keep-local
 
 ", "Exit codes: 0 ok, 1 error, 2 usage, 3 items skipped for a problem, 4 backup directory in use"))]
     Backup(BackupArgs),
@@ -43,8 +46,10 @@ pub enum Command {
         after_help = "Examples:\n  mailvault list /opt/kerio/mailserver/store/backup\n  mailvault list /mnt/backup --json"
     )]
     List {
-        /// The backup directory.
-        dir: PathBuf,
+        /// The backup directory or target URL (s3://bucket/prefix?endpoint=URL, ftp[s]://user@host/dir).
+        dir: String,
+        #[command(flatten)]
+        key: KeyArg,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -54,8 +59,10 @@ pub enum Command {
         after_help = "Examples:\n  mailvault verify /mnt/backup\n  mailvault verify /mnt/backup/F20261122T010000Z.zip --json\n\nExit codes: 0 intact, 5 damage found (the first problem is named), 1 error"
     )]
     Verify {
-        /// An archive (any of its volumes) or a backup directory.
-        target: PathBuf,
+        /// An archive (any of its volumes), a backup directory, or a target URL (every set on it).
+        target: String,
+        #[command(flatten)]
+        key: KeyArg,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
@@ -65,8 +72,10 @@ pub enum Command {
         after_help = "Examples:\n  mailvault rotate /mnt/backup --keep-full 2 --dry-run\n  mailvault rotate /mnt/backup --keep-full 1 --keep-latest-differential-only"
     )]
     Rotate {
-        /// The backup directory.
-        dir: PathBuf,
+        /// The backup directory or target URL.
+        dir: String,
+        #[command(flatten)]
+        key: KeyArg,
         #[command(flatten)]
         rotation: RotationArgs,
         /// Print what would be deleted, delete nothing.
@@ -160,6 +169,19 @@ pub struct BackupArgs {
     /// Where archives go (default: <install-dir>/store/backup, which the backup leaves out).
     #[arg(long)]
     pub backup_dir: Option<PathBuf>,
+    /// Write the archives to this target instead: a directory, s3://bucket/prefix?endpoint=URL&region=R&path_style=true,
+    /// or ftp[s]://user@host:port/dir (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+    /// MAILVAULT_FTP_PASSWORD or a 0600 file named by credentials=FILE / MAILVAULT_CREDENTIALS).
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// With --target: write into the backup directory too, then copy to the target and verify the copy.
+    #[arg(long, requires = "target")]
+    pub keep_local: bool,
+    /// Local directory where each volume is spooled before its upload (default: MAILVAULT_SPOOL_DIR or the system's temporary directory).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArg,
     /// Largest volume size; the rest goes into .1.zip, .2.zip... (500M, 2G).
     #[arg(long, default_value = "2G")]
     pub split_size: ByteSize,
@@ -186,6 +208,19 @@ pub struct BackupArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The encryption key option.
+#[derive(Debug, Args, Clone, Default)]
+pub struct KeyArg {
+    /// Key file for encrypted backups (made by `mailvault key generate`; default: the file named by MAILVAULT_KEY_FILE).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "MAILVAULT_KEY_FILE",
+        hide_env_values = true
+    )]
+    pub key: Option<PathBuf>,
 }
 
 /// Rotation options.

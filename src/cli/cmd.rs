@@ -8,10 +8,13 @@ use mailvault::rotation::{self, RotationOptions};
 use mailvault::sample;
 use mailvault::schedule::{self, Schedules};
 use mailvault_formats::{ArchiveKind, ArchiveName, ByteSize};
-use mailvault_repo::storage::{LocalDir, LockMode};
+use mailvault_repo::storage::{LockMode, Storage};
+use mailvault_repo::target::{OpenOptions, Target, open_location};
 use mailvault_repo::{Repository, check};
 
-use super::args::{BackupArgs, Cli, Command, CompressionArg, Kind, RotationArgs, ScheduleCommand};
+use super::args::{
+    BackupArgs, Cli, Command, CompressionArg, KeyArg, Kind, RotationArgs, ScheduleCommand,
+};
 use super::printer;
 use super::progress::Drawer;
 
@@ -44,14 +47,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let quiet = cli.quiet;
     match cli.command {
         Command::Backup(a) => backup(a, quiet),
-        Command::List { dir, json } => {
-            let listing = Repository::new(LocalDir::new(&dir)).listing()?;
+        Command::List { dir, key, json } => {
+            let storage = open_target(&dir, &key, None, None)?;
+            let listing = Repository::from_arc(storage).listing()?;
             printer::list(&listing, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { target, json } => verify(&target, json, quiet),
+        Command::Verify { target, key, json } => verify(&target, &key, json, quiet),
         Command::Rotate {
             dir,
+            key,
             rotation: r,
             dry_run,
             json,
@@ -63,7 +68,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 )
                 .into());
             }
-            let repo = Repository::new(LocalDir::new(&dir));
+            let repo = Repository::from_arc(open_target(&dir, &key, None, None)?);
             let lock = if dry_run {
                 None
             } else {
@@ -125,28 +130,41 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify(target: &std::path::Path, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
-    let meta =
-        std::fs::metadata(target).with_context(|| format!("cannot open `{}`", target.display()))?;
-    let (dir, only) = if meta.is_dir() {
-        (target.to_path_buf(), None)
-    } else {
-        let file = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or_default();
-        let name: ArchiveName = file.parse()?;
-        let dir = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map_or_else(
-                || std::path::PathBuf::from("."),
-                std::path::Path::to_path_buf,
-            );
-        (dir, Some(name))
+/// The storage of a location given on the command line (a directory or a
+/// target URL), encrypted when a key is given.
+pub fn open_target(
+    location: &str,
+    key: &KeyArg,
+    spool: Option<&std::path::Path>,
+    on_upload: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
+) -> anyhow::Result<std::sync::Arc<dyn Storage>> {
+    let opts = OpenOptions {
+        spool: spool.map(std::path::Path::to_path_buf),
+        on_upload,
+    };
+    Ok(open_location(location, key.key.as_deref(), &opts)?)
+}
+
+fn verify(location: &str, key: &KeyArg, json: bool, quiet: bool) -> anyhow::Result<ExitCode> {
+    let target = Target::parse(location)?;
+    let (storage, only) = match target.local_dir() {
+        None => (open_target(location, key, None, None)?, None),
+        Some(path) => {
+            let meta = std::fs::metadata(path)
+                .with_context(|| format!("cannot open `{}`", path.display()))?;
+            if meta.is_dir() {
+                (open_target(location, key, None, None)?, None)
+            } else {
+                let (dir, name) = split_archive_path(path)?;
+                (
+                    open_target(&dir.to_string_lossy(), key, None, None)?,
+                    Some(name),
+                )
+            }
+        }
     };
     let drawer = Drawer::new(quiet || json);
-    let repo = Repository::new(LocalDir::new(&dir));
+    let repo = Repository::from_arc(storage);
     let report = check::verify(&repo, only, &drawer)?;
     printer::verify(&report, json, quiet)?;
     match report.problems().next() {
@@ -161,6 +179,27 @@ fn verify(target: &std::path::Path, json: bool, quiet: bool) -> anyhow::Result<E
     }
 }
 
+/// An archive file's directory and name.
+fn split_archive_path(
+    target: &std::path::Path,
+) -> anyhow::Result<(std::path::PathBuf, ArchiveName)> {
+    {
+        let file = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let name: ArchiveName = file.parse()?;
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(
+                || std::path::PathBuf::from("."),
+                std::path::Path::to_path_buf,
+            );
+        Ok((dir, name))
+    }
+}
+
 fn backup(a: BackupArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let kind = match a.kind {
         Kind::Full => ArchiveKind::Full,
@@ -170,6 +209,16 @@ fn backup(a: BackupArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut opts = BackupOptions::new(kind, &a.install_dir);
     if let Some(d) = a.backup_dir {
         opts.backup_dir = d;
+    }
+    if let Some(t) = &a.target {
+        let meter = super::progress::upload_meter(quiet || a.json);
+        opts.target = Some(open_target(t, &a.key, a.spool_dir.as_deref(), meter)?);
+        opts.keep_local = a.keep_local;
+    } else if a.key.key.is_some() {
+        return Err(UsageError(
+            "--key needs --target (give --target DIR for a local encrypted backup)".into(),
+        )
+        .into());
     }
     opts.split_size = a.split_size.0;
     opts.compression = match a.compression {

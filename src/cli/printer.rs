@@ -47,7 +47,7 @@ pub fn backup_summary(s: &BackupSummary) {
     }
     let _ = writeln!(out, "  volumes:     {}", s.volumes.len());
     for v in &s.volumes {
-        let _ = writeln!(out, "               {}", v.display());
+        let _ = writeln!(out, "               {}", v);
     }
     let _ = writeln!(
         out,

@@ -178,3 +178,28 @@ impl Progress for Drawer {
         }
     }
 }
+
+/// Upload progress to a remote target: bytes sent and the rate, a plain
+/// line every few seconds (uploads run inside the writing phase, whose bar
+/// keeps the terminal's last line); nothing with `--quiet` or `--json`.
+pub fn upload_meter(quiet: bool) -> Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>> {
+    if quiet {
+        return None;
+    }
+    let start = Instant::now();
+    let state = Mutex::new((0u64, Instant::now()));
+    Some(std::sync::Arc::new(move |n: u64| {
+        if let Ok(mut s) = state.lock() {
+            s.0 += n;
+            if s.1.elapsed() >= EVERY {
+                s.1 = Instant::now();
+                let secs = start.elapsed().as_secs_f64().max(0.001);
+                eprintln!(
+                    "uploaded {} ({}/s)",
+                    ByteSize(s.0),
+                    ByteSize((s.0 as f64 / secs) as u64)
+                );
+            }
+        }
+    }))
+}
