@@ -31,6 +31,7 @@ pub mod local;
 #[cfg(any(test, feature = "testing"))]
 pub mod mem;
 pub mod remote;
+pub mod s3;
 
 use std::io::{Read, Seek, Write};
 

@@ -55,18 +55,21 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// The target as a URL, credentials removed (`s3://bucket/prefix`,
     /// `ftp://user@host:21/dir`).
     fn location(&self) -> String;
-    /// Whether the prefix (S3: the bucket; FTP: the directory) exists.
+    /// Whether the prefix exists (FTP: the directory; S3: the bucket, and
+    /// something under the prefix unless it is the bucket's top level).
     ///
     /// # Errors
     /// [`Error::Target`] (unreachable, credentials refused).
     fn exists(&self) -> Result<bool>;
-    /// Creates the prefix if needed (FTP: the directory; S3: nothing, a
+    /// Creates the prefix if needed (FTP: the directory; S3: a marker object
+    /// under the prefix, as S3 has no empty directories; a
     /// missing bucket is an error naming it); true when it was created now.
     ///
     /// # Errors
     /// [`Error::Target`].
     fn create_root(&self) -> Result<bool>;
-    /// Removes the prefix if nothing is left in it (FTP: RMD; S3: nothing).
+    /// Removes the prefix if nothing is left in it (FTP: RMD; S3: the
+    /// marker).
     ///
     /// # Errors
     /// [`Error::Target`].
