@@ -148,5 +148,11 @@ impl Retry {
 /// Whether an error is worth retrying.
 #[must_use]
 pub fn is_transient(e: &Error) -> bool {
-    matches!(e, Error::Target { transient: true, .. })
+    matches!(
+        e,
+        Error::Target {
+            transient: true,
+            ..
+        }
+    )
 }
