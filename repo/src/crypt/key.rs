@@ -11,7 +11,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use sha2::{Digest as _, Sha256};
 use zeroize::{Zeroize as _, Zeroizing};
@@ -205,6 +207,42 @@ impl Key {
             }),
         }
     }
+}
+
+/// A key file and its key's id (what `mailvault key generate` and
+/// `mailvault key show` print; never the key).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// The key file.
+    pub file: PathBuf,
+    /// The key's id.
+    pub key_id: String,
+}
+
+/// Generates a new key into the new file `path` (mode 0600, never over an
+/// existing file).
+///
+/// # Errors
+/// As [`Key::generate`] and [`Key::write_new`].
+pub fn generate_key_file(path: &Path) -> Result<KeyInfo> {
+    let key = Key::generate()?;
+    key.write_new(path)?;
+    Ok(KeyInfo {
+        file: path.to_path_buf(),
+        key_id: key.id().to_string(),
+    })
+}
+
+/// Loads the key file `path` and names its key's id.
+///
+/// # Errors
+/// As [`Key::load`].
+pub fn show_key_file(path: &Path) -> Result<KeyInfo> {
+    let key = Key::load(path)?;
+    Ok(KeyInfo {
+        file: path.to_path_buf(),
+        key_id: key.id().to_string(),
+    })
 }
 
 fn key_id(bytes: &[u8; KEY_LEN]) -> KeyId {

@@ -32,7 +32,7 @@ pub mod writer;
 mod tests;
 
 pub use file::{CryptSummary, decrypt_file, encrypt_file};
-pub use key::{Key, KeyId};
+pub use key::{Key, KeyId, KeyInfo, generate_key_file, show_key_file};
 pub use reader::DecryptReader;
 pub use storage::Encrypted;
 pub use writer::EncryptWriter;
