@@ -1,9 +1,9 @@
 //! Authenticated encryption of whole archive files (issue 7): AES-256-GCM
 //! in the STREAM construction, with a random 256-bit key kept in a key file.
-//! Owns the key file ([`key`]), the file format ([`format`],
+//! Owns the key file ([`mod@key`]), the file format ([`mod@format`],
 //! `docs/formats/encryption.md`), streaming encryption ([`writer`]),
 //! random-access decryption ([`reader`]), the encrypting [`Storage`]
-//! wrapper ([`storage`]) and the file-to-file commands ([`file`]). It
+//! wrapper ([`mod@storage`]) and the file-to-file commands ([`mod@file`]). It
 //! implements no cryptographic primitive itself: AES-GCM, STREAM and
 //! SHA-256 are RustCrypto's.
 //!
