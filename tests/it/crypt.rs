@@ -308,3 +308,106 @@ fn each_kind_of_damage_fails_and_leaves_nothing() {
         &[s(&e.zip), "not an encrypted mailvault file"],
     );
 }
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        vec!["key", "generate", "--help"],
+        vec!["key", "show", "--help"],
+        vec!["encrypt", "--help"],
+        vec!["decrypt", "--help"],
+    ] {
+        let h = stdout(&ok(&args));
+        assert!(
+            h.contains("Example") && h.contains("mailvault "),
+            "{args:?}: {h}"
+        );
+    }
+}
+
+/// The repository layer over an encrypted directory: the one reader lists and
+/// verifies the encrypted backup as it would the plain one, and names a
+/// damaged chunk and a plain archive among the encrypted ones.
+#[test]
+fn verify_reads_an_encrypted_repository_and_names_damage() {
+    use mailvault_repo::crypt::{Encrypted as EncryptedStorage, Key};
+    use mailvault_repo::storage::{LocalDir, Storage};
+    use mailvault_repo::{NoProgress, Repository, check};
+    use std::io::Write as _;
+    use std::sync::Arc;
+
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    t.backup_ok("differential", &[]);
+    let (key, _) = key_file(t.tmp.path(), "repo.key");
+    let dir = t.tmp.path().join("encrypted");
+    let storage = || {
+        EncryptedStorage::new(
+            Arc::new(LocalDir::new(&dir)),
+            Key::load(&key).unwrap(),
+            t.tmp.path().join("spool"),
+        )
+    };
+    let s = storage();
+    s.create_root().unwrap();
+    for zip in t.archives() {
+        let name = zip.file_name().unwrap().to_str().unwrap();
+        let mut p = s.create(name).unwrap();
+        p.write_all(&std::fs::read(&zip).unwrap()).unwrap();
+        p.commit().unwrap();
+    }
+    let on_disk: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        on_disk.iter().all(|n| n.ends_with(".zip.enc")),
+        "{on_disk:?}"
+    );
+
+    let repo = Repository::new(storage());
+    let listing = repo.listing().unwrap();
+    assert_eq!(listing.sets.len(), 2);
+    let report = check::verify(&repo, None, &NoProgress).unwrap();
+    assert!(
+        report.is_ok(),
+        "{:?}",
+        report.problems().collect::<Vec<_>>()
+    );
+
+    // A flipped byte in the full's ciphertext: verify names the volume and the chunk.
+    let full = dir.join(format!(
+        "{}.enc",
+        t.archives()[0].file_name().unwrap().to_str().unwrap()
+    ));
+    let mut b = std::fs::read(&full).unwrap();
+    b[HEADER + 10] ^= 1;
+    std::fs::write(&full, b).unwrap();
+    let report = check::verify(&Repository::new(storage()), None, &NoProgress).unwrap();
+    let first = report.problems().next().expect("damage found").to_string();
+    assert!(
+        first.contains(".zip.enc") && first.contains("chunk 0 of"),
+        "{first}"
+    );
+
+    // A plain archive among the encrypted ones is flagged, not read.
+    let plain_dir = t.tmp.path().join("mixed");
+    let s2 = EncryptedStorage::new(
+        Arc::new(LocalDir::new(&plain_dir)),
+        Key::load(&key).unwrap(),
+        t.tmp.path().join("spool"),
+    );
+    s2.create_root().unwrap();
+    std::fs::copy(
+        &t.archives()[0],
+        plain_dir.join(t.archives()[0].file_name().unwrap()),
+    )
+    .unwrap();
+    let report = check::verify(&Repository::new(s2), None, &NoProgress).unwrap();
+    let all: Vec<String> = report.problems().map(ToString::to_string).collect();
+    assert!(
+        all.iter()
+            .any(|p| p.contains("not encrypted") && p.contains("key was given")),
+        "{all:?}"
+    );
+}
