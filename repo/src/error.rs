@@ -253,6 +253,12 @@ impl Error {
             Self::Target { transient: true, .. } => {
                 "the connection failed after retries: check that the server is up and reachable, then run again; nothing was left under a final name".into()
             }
+            Self::Crypt { message, .. } if message.contains("not encrypted") || message.contains("not an encrypted") => {
+                "this file is a plain (unencrypted) file: a plain archive needs no key (any unzip opens it); in an encrypted repository move it out, or encrypt it with `mailvault encrypt`".into()
+            }
+            Self::Crypt { message, .. } if message.contains("not supported") => {
+                "the file was written by a newer mailvault: read it with that version".into()
+            }
             Self::Crypt { .. } => {
                 "the file was altered, truncated or damaged after it was written: restore from another backup; nothing was written".into()
             }

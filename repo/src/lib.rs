@@ -22,6 +22,7 @@
 
 pub mod chain;
 pub mod check;
+pub mod crypt;
 mod error;
 pub mod progress;
 pub mod reader;

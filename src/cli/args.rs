@@ -100,6 +100,22 @@ pub enum Command {
         #[arg(long, default_value = "/etc/mailvault/mailvault.toml")]
         config: PathBuf,
     },
+    /// Make or inspect the key file of encrypted backups (the key never leaves its file)
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  mailvault key generate --out /root/mailvault.key     # mode 0600; store a copy off the server\n  mailvault key show /root/mailvault.key\n  mailvault key show /root/mailvault.key --json"
+    )]
+    Key(KeyCommand),
+    /// Encrypt a file (a backup volume) with a key file: FILE -> FILE.enc
+    #[command(
+        after_help = "Examples:\n  mailvault encrypt --key /root/mailvault.key F20261122T010000Z.zip --out F20261122T010000Z.zip.enc\n  MAILVAULT_KEY_FILE=/root/mailvault.key mailvault encrypt F20261122T010000Z.zip --out /mnt/offsite/F20261122T010000Z.zip.enc\n\nThe output is written beside --out under a temporary name and renamed into place; an existing --out is never replaced."
+    )]
+    Encrypt(CryptArgs),
+    /// Decrypt a file made by `mailvault encrypt` or an encrypted repository, checking every chunk
+    #[command(
+        after_help = "Examples:\n  mailvault decrypt --key /root/mailvault.key F20261122T010000Z.zip.enc --out F20261122T010000Z.zip\n  MAILVAULT_KEY_FILE=/root/mailvault.key mailvault decrypt F20261122T010000Z.zip.enc --out /tmp/F20261122T010000Z.zip --json\n\nThe output appears only when every chunk was authentic: a wrong key, an altered, truncated or reordered file leaves nothing under --out and exits 1."
+    )]
+    Decrypt(CryptArgs),
     /// Write the small sample install (as committed under samples/install)
     #[command(
         name = "sample-install",
@@ -276,4 +292,48 @@ pub enum ScheduleCommand {
         after_help = "Example:\n  mailvault schedule example > /etc/mailvault/mailvault.toml"
     )]
     Example,
+}
+
+/// `mailvault key ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Generate a random 256-bit key into a new file (mode 0600) and print its id
+    #[command(
+        after_help = "Examples:\n  mailvault key generate --out /root/mailvault.key\n  mailvault key generate --out /root/mailvault.key --json\n\nAn existing file is never overwritten. Keep a copy of the key file off the server: without it, encrypted backups cannot be read."
+    )]
+    Generate {
+        /// The new key file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a key file's key id (never the key)
+    #[command(
+        after_help = "Examples:\n  mailvault key show /root/mailvault.key\n  mailvault key show /root/mailvault.key --json"
+    )]
+    Show {
+        /// The key file.
+        file: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `mailvault encrypt` / `mailvault decrypt`.
+#[derive(Debug, Args)]
+pub struct CryptArgs {
+    /// The key file (default: the file named by MAILVAULT_KEY_FILE). Keys are read only from files.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// The input file.
+    pub input: PathBuf,
+    /// The output file (must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
 }

@@ -10,10 +10,12 @@ use mailvault::schedule::{self, Schedules};
 use mailvault_formats::{ArchiveKind, ArchiveName, ByteSize};
 use mailvault_repo::storage::{LockMode, Storage};
 use mailvault_repo::target::{OpenOptions, Target, open_location};
+use mailvault_repo::crypt::{self, Key};
 use mailvault_repo::{Repository, check};
 
 use super::args::{
-    BackupArgs, Cli, Command, CompressionArg, KeyArg, Kind, RotationArgs, ScheduleCommand,
+    BackupArgs, Cli, Command, CompressionArg, CryptArgs, KeyArg, KeyCommand, Kind, RotationArgs,
+    ScheduleCommand,
 };
 use super::printer;
 use super::progress::Drawer;
@@ -87,6 +89,28 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule(sc) => schedule_cmd(sc, quiet),
+        Command::Key(KeyCommand::Generate { out, json }) => {
+            let info = crypt::generate_key_file(&out)?;
+            printer::key_info(&info, true, json, quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Key(KeyCommand::Show { file, json }) => {
+            let info = crypt::show_key_file(&file)?;
+            printer::key_info(&info, false, json, quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Encrypt(a) => {
+            let key = load_key(&a)?;
+            let summary = crypt::encrypt_file(&a.input, &a.out, &key)?;
+            printer::crypt_summary(&summary, "encrypted", a.json, quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decrypt(a) => {
+            let key = load_key(&a)?;
+            let summary = crypt::decrypt_file(&a.input, &a.out, &key)?;
+            printer::crypt_summary(&summary, "decrypted", a.json, quiet)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Daemon { config } => daemon(&config, quiet),
         Command::SampleInstall { out, corpus } => {
             let corpus = match corpus {
@@ -128,6 +152,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The key of `--key FILE`, or of the file `MAILVAULT_KEY_FILE` names.
+fn load_key(a: &CryptArgs) -> anyhow::Result<Key> {
+    Ok(match &a.key {
+        Some(p) => Key::load(p)?,
+        None => Key::from_env()?,
+    })
 }
 
 /// The storage of a location given on the command line (a directory or a

@@ -20,6 +20,54 @@ pub fn json<T: Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A key file and its id (`key generate`, `key show`); never the key.
+pub fn key_info(
+    info: &mailvault_repo::crypt::KeyInfo,
+    generated: bool,
+    json_out: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if json_out {
+        return json(info);
+    }
+    if quiet {
+        return Ok(());
+    }
+    if generated {
+        println!("key written to {} (mode 0600)", info.file.display());
+        println!("key id: {}", info.key_id);
+        println!("keep a copy of this file off the server: without it the backups cannot be read");
+    } else {
+        println!("key id: {}", info.key_id);
+        println!("file:   {}", info.file.display());
+    }
+    Ok(())
+}
+
+/// The result of `encrypt` / `decrypt`.
+pub fn crypt_summary(
+    s: &mailvault_repo::crypt::CryptSummary,
+    verb: &str,
+    json_out: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    if json_out {
+        return json(s);
+    }
+    if !quiet {
+        println!(
+            "{verb} {} -> {} with key {}: {} plaintext, {} encrypted, {} chunks",
+            s.input.display(),
+            s.output.display(),
+            s.key_id,
+            ByteSize(s.plain_bytes),
+            ByteSize(s.encrypted_bytes),
+            s.chunks
+        );
+    }
+    Ok(())
+}
+
 /// Output size as a share of input, when that means something: a small
 /// differential's archive is mostly headers and catalog, and "4075%" would
 /// only mislead.

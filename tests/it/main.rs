@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod crafted;
 mod crash;
+mod crypt;
 mod hostile;
 mod recover;
 mod regressions;

@@ -506,7 +506,7 @@ impl Drop for LocalPending {
 }
 
 /// Renames without ever replacing `to`.
-fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
+pub(crate) fn rename_noreplace(from: &Path, to: &Path) -> Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
     let place = format!("`{}`", to.display());
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
