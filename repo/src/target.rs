@@ -520,21 +520,53 @@ impl Target {
     ///
     /// # Errors
     /// Missing credentials; a backend that cannot be set up.
-    pub fn open(&self, _opts: &OpenOptions) -> Result<std::sync::Arc<dyn crate::storage::Storage>> {
+    pub fn open(&self, opts: &OpenOptions) -> Result<std::sync::Arc<dyn crate::storage::Storage>> {
+        use crate::storage::remote::{ObjectStore, Remote};
+        fn remote<O: ObjectStore + 'static>(
+            store: O,
+            opts: &OpenOptions,
+        ) -> std::sync::Arc<dyn crate::storage::Storage> {
+            let mut r = Remote::new(store);
+            if let Some(s) = &opts.spool {
+                r = r.with_spool(s);
+            }
+            if let Some(p) = &opts.on_upload {
+                r = r.with_progress(std::sync::Arc::clone(p));
+            }
+            std::sync::Arc::new(r)
+        }
         match self {
             Self::Local(p) => Ok(std::sync::Arc::new(crate::storage::LocalDir::new(p))),
-            other => Err(Error::Request(format!(
-                "{other}: this target type is not available in this build"
-            ))),
+            Self::Ftp(l) => {
+                let store = crate::storage::ftp::FtpStore::new(crate::storage::ftp::FtpConfig {
+                    host: l.host.clone(),
+                    port: l.port,
+                    user: l.user.clone(),
+                    password: l.password()?,
+                    dir: l.dir.clone(),
+                    tls: l.tls,
+                    ca_file: l.ca_file.clone(),
+                })?;
+                Ok(remote(store, opts))
+            }
+            Self::S3(l) => {
+                let store = crate::storage::s3::S3Store::new(
+                    crate::storage::s3::S3Config::from_location(l)?,
+                )?;
+                Ok(remote(store, opts))
+            }
         }
     }
 }
 
-/// Opens a location given by the admin (a directory or a target URL), with
-/// the key file for encrypted backups.
+/// Opens a location given by the admin (a directory or a target URL);
+/// with a key file, everything written there is encrypted and everything
+/// read is authenticated. Without one, a repository that holds encrypted
+/// backups is refused (its archives would look like foreign files).
 ///
 /// # Errors
-/// An unparsable location, missing credentials, an unusable key file.
+/// An unparsable location, missing credentials, an unusable key file, or
+/// encrypted backups and no key.
 pub fn open_location(
     location: &str,
     key_file: Option<&Path>,
@@ -543,10 +575,25 @@ pub fn open_location(
     let target = Target::parse(location)?;
     let storage = target.open(opts)?;
     if let Some(k) = key_file {
-        return Err(Error::Key {
-            place: format!("`{}`", k.display()),
-            message: "encryption is not available in this build".into(),
-        });
+        let key = crate::crypt::Key::load(k)?;
+        let spool = opts
+            .spool
+            .clone()
+            .unwrap_or_else(crate::storage::remote::default_spool);
+        return Ok(std::sync::Arc::new(crate::crypt::Encrypted::new(
+            storage, key, spool,
+        )));
+    }
+    // A missing repository holds nothing; an unreachable one fails later
+    // with its own error.
+    if let Ok(names) = storage.list()
+        && let Some(enc) = names
+            .iter()
+            .find(|n| n.ends_with(crate::crypt::storage::SUFFIX) && !n.starts_with('.'))
+    {
+        return Err(Error::Request(format!(
+            "{target} holds encrypted backups ({enc}): give their key with --key FILE or MAILVAULT_KEY_FILE"
+        )));
     }
     Ok(storage)
 }

@@ -46,7 +46,7 @@ Exit codes:
 #[command(name = "kmsrecover", version, about, after_help = AFTER_HELP)]
 struct Args {
     /// A backup directory (the newest backup in it is restored), an archive (for several volumes, any of them),
-    /// or a target URL (s3://bucket/prefix?endpoint=URL, ftp[s]://user@host/dir).
+    /// or a target URL (s3://bucket/prefix?endpoint=URL, ftp://user@host/dir or ftps://…).
     source: String,
     /// Key file of encrypted backups (default: the file named by MAILVAULT_KEY_FILE).
     #[arg(

@@ -46,7 +46,7 @@ pub enum Command {
         after_help = "Examples:\n  mailvault list /opt/kerio/mailserver/store/backup\n  mailvault list /mnt/backup --json"
     )]
     List {
-        /// The backup directory or target URL (s3://bucket/prefix?endpoint=URL, ftp[s]://user@host/dir).
+        /// The backup directory or target URL (s3://bucket/prefix?endpoint=URL, ftp://user@host/dir or ftps://…).
         dir: String,
         #[command(flatten)]
         key: KeyArg,
@@ -186,7 +186,7 @@ pub struct BackupArgs {
     #[arg(long)]
     pub backup_dir: Option<PathBuf>,
     /// Write the archives to this target instead: a directory, s3://bucket/prefix?endpoint=URL&region=R&path_style=true,
-    /// or ftp[s]://user@host:port/dir (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
+    /// or ftp://user@host:port/dir or ftps://… (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY,
     /// MAILVAULT_FTP_PASSWORD or a 0600 file named by credentials=FILE / MAILVAULT_CREDENTIALS).
     #[arg(long, value_name = "URL")]
     pub target: Option<String>,

@@ -8,9 +8,9 @@ use mailvault::rotation::{self, RotationOptions};
 use mailvault::sample;
 use mailvault::schedule::{self, Schedules};
 use mailvault_formats::{ArchiveKind, ArchiveName, ByteSize};
+use mailvault_repo::crypt::{self, Key};
 use mailvault_repo::storage::{LockMode, Storage};
 use mailvault_repo::target::{OpenOptions, Target, open_location};
-use mailvault_repo::crypt::{self, Key};
 use mailvault_repo::{Repository, check};
 
 use super::args::{

@@ -1,7 +1,7 @@
 //! Remote targets (S3, FTP): what a network backend must provide
 //! ([`ObjectStore`]: plain object operations and an upload that appears
 //! whole), and everything written once above it ([`Remote`], a
-//! [`Storage`](super::Storage)): spooling a volume to local disk while the
+//! [`Storage`]): spooling a volume to local disk while the
 //! zip writer seeks in it, uploading it with retries, reading objects by
 //! ranges with a growing read-ahead, and the lock held by lock objects with
 //! an owner, host, pid and expiry, refreshed while a run lasts.
@@ -180,6 +180,13 @@ static FETCHED: AtomicU64 = AtomicU64::new(0);
 #[must_use]
 pub fn bytes_fetched() -> u64 {
     FETCHED.load(Ordering::Relaxed)
+}
+
+/// Where volumes are spooled unless told otherwise: `MAILVAULT_SPOOL_DIR`
+/// or the system's temporary directory.
+#[must_use]
+pub fn default_spool() -> PathBuf {
+    std::env::var_os("MAILVAULT_SPOOL_DIR").map_or_else(std::env::temp_dir, PathBuf::from)
 }
 
 /// A [`Storage`] on an [`ObjectStore`]: see the module documentation.
