@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need
-# (ZIP validators: Info-ZIP unzip, 7-Zip, bsdtar, Python), then runs
-# formatting, lints, docs and every test. `.ci/run` calls this same script.
+# (ZIP validators: Info-ZIP unzip, 7-Zip, bsdtar, Python; the target servers
+# s3s-fs and vsftpd), runs formatting, lints and docs, starts the servers on
+# loopback, runs every test against them, and stops them. `.ci/run` calls
+# this same script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +28,21 @@ echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "==> cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
+echo "==> target servers on loopback (s3s-fs: S3 with SigV4; vsftpd: FTP and FTPS)"
+stop_servers() {
+  scripts/servers/s3.sh stop >/dev/null 2>&1 || true
+  scripts/servers/ftp.sh stop >/dev/null 2>&1 || true
+}
+trap stop_servers EXIT
+scripts/servers/s3.sh start
+scripts/servers/ftp.sh start
+set -a
+. target/servers/s3.env
+. target/servers/ftp.env
+set +a
+# Tests that need a server fail instead of skipping when it is missing.
+export MAILVAULT_TEST_SERVERS=required
+
 echo "==> cargo test"
 cargo test --workspace 2>&1 | tee target/test.log
 # One closing line for CI: sum cargo's per-binary results.

@@ -197,6 +197,8 @@ fn verify(location: &str, key: &KeyArg, json: bool, quiet: bool) -> anyhow::Resu
     };
     let drawer = Drawer::new(quiet || json);
     let repo = Repository::from_arc(storage);
+    // A rotation meanwhile would make deleted volumes look like damage.
+    let _lock = repo.lock(LockMode::Shared, "verify")?;
     let report = check::verify(&repo, only, &drawer)?;
     printer::verify(&report, json, quiet)?;
     match report.problems().next() {

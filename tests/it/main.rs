@@ -14,6 +14,7 @@ mod regressions;
 mod rotation;
 mod salvage;
 mod schedule;
+mod targets;
 mod util;
 mod verify;
 mod volumes;
