@@ -597,7 +597,7 @@ fn a_server_killed_mid_upload_leaves_no_backup_and_the_next_run_completes() {
         &format!("127.0.0.1:{}", proxy.port),
     );
     let t = TestInstall::generated(1500, 7);
-    let mut child = spawn_backup_to(&t, &url, &["--split-size", "20M", "--compression", "store"]);
+    let child = spawn_backup_to(&t, &url, &["--split-size", "20M", "--compression", "store"]);
     wait_for("an upload to start", 120, || {
         !objects(&store, mailvault_repo::storage::TEMP_PREFIX).is_empty()
     });
@@ -716,7 +716,7 @@ fn an_ftp_upload_cut_mid_way_resumes_and_the_backup_is_exact() {
         var("MAILVAULT_TEST_FTP_USER").unwrap_or_else(|| "mvftp".into())
     );
     let t = TestInstall::generated(1500, 5);
-    let mut child = spawn_backup_to(&t, &url, &["--compression", "store"]);
+    let child = spawn_backup_to(&t, &url, &["--compression", "store"]);
     // Cut the data sessions of that server (its children) once an upload runs.
     let home = PathBuf::from(
         String::from_utf8(
