@@ -315,10 +315,19 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let drawing = progress::Drawer::new(a.quiet || a.json);
     let report = mailvault_recover::execute(prepared, &opts, &drawing)?;
+    // What a restore from a target cost in transfer (0 for local sources).
+    let fetched = mailvault_repo::storage::remote::bytes_fetched();
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        let mut doc = serde_json::to_value(&report)?;
+        if let Some(o) = doc.as_object_mut() {
+            o.insert("fetched_bytes".into(), fetched.into());
+        }
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print_report(&report, a.quiet);
+        if !a.quiet && fetched > 0 {
+            println!("  fetched:   {} from {}", ByteSize(fetched), target);
+        }
     }
     Ok(if report.is_complete() {
         ExitCode::SUCCESS
