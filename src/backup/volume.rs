@@ -93,6 +93,11 @@ struct VolumeFile {
     failed: bool,
     pos: u64,
     len: u64,
+    /// Offset before which the zip writer will not write again, set by the
+    /// volume writer (through `ZipWriter::get_ref`) as entries are closed;
+    /// passed on to the object so a remote target can send those bytes.
+    settle: std::sync::atomic::AtomicU64,
+    settled: u64,
 }
 
 impl VolumeFile {
@@ -104,6 +109,11 @@ impl VolumeFile {
 
 impl Write for VolumeFile {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let settle = self.settle.load(std::sync::atomic::Ordering::Relaxed);
+        if settle > self.settled && !self.failed {
+            self.settled = settle;
+            self.inner.settled(settle);
+        }
         let n = if self.failed {
             buf.len()
         } else {
@@ -162,6 +172,8 @@ struct OpenVolume {
     unflushed: u64,
     files: u64,
     bytes: u64,
+    /// Where the entry being added (or last added) starts.
+    last_start: u64,
 }
 
 /// A volume written and made durable, not yet under its final name.
@@ -231,6 +243,8 @@ impl VolumeWriter {
             failed: false,
             pos: 0,
             len: 0,
+            settle: std::sync::atomic::AtomicU64::new(0),
+            settled: 0,
         };
         let mut zip = ZipWriter::new(out).set_auto_large_file();
         let mut version = self.version.clone();
@@ -254,6 +268,7 @@ impl VolumeWriter {
             unflushed: 0,
             files: 0,
             bytes: 0,
+            last_start: 0,
         });
         Ok(())
     }
@@ -278,6 +293,13 @@ impl VolumeWriter {
         if let Some(cur) = self.current.as_mut() {
             cur.central += ENTRY_OVERHEAD + name_len as u64;
             cur.unflushed = 0;
+            // The entry before the last may no longer change (the last one's
+            // local header is patched when the next entry starts).
+            if let Some(f) = cur.zip.get_ref() {
+                f.settle
+                    .store(cur.last_start, std::sync::atomic::Ordering::Relaxed);
+                cur.last_start = f.pos;
+            }
         }
         Ok(())
     }

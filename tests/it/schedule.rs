@@ -116,3 +116,47 @@ fn daemon_runs_due_schedules_in_the_foreground() {
     assert_eq!(t.archives().len(), 1, "the current slot ran once");
     assert_valid_zip(&t.archives()[0]);
 }
+
+#[test]
+fn a_schedule_with_a_target_and_a_key_writes_encrypted_archives_there() {
+    let t = TestInstall::sample();
+    let key = t.tmp.path().join("k.key");
+    ok(&["key", "generate", "--out", key.to_str().unwrap()]);
+    let target = t.tmp.path().join("offsite");
+    let cfg = t.tmp.path().join("mailvault.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "install_dir = \"{}\"\nbackup_dir = \"{}\"\ntarget = \"file://{}\"\nkey = \"{}\"\n[[schedule]]\nname = \"every-minute\"\ntype = \"full\"\ncron = \"* * * * *\"\n",
+            t.install().display(),
+            t.backups().display(),
+            target.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let c = cfg.to_str().unwrap();
+    let out = ok(&["schedule", "run-due", "--config", c, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v[0]["error"].is_null(), "{v}");
+    let names: Vec<String> = std::fs::read_dir(&target)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with('.'))
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].ends_with(".zip.enc"), "{names:?}");
+    assert!(t.archives().is_empty(), "nothing plain in the backup dir");
+    let list = ok(&["schedule", "list", "--config", c, "--json"]);
+    assert!(stdout(&list).contains("file://") || stdout(&list).contains("offsite"));
+    // A target that does not parse is named when the config is read.
+    std::fs::write(
+        &cfg,
+        "target = \"gopher://u:secret@x/\"\n[[schedule]]\ntype = \"full\"\ncron = \"0 1 * * *\"\n",
+    )
+    .unwrap();
+    let out = run(&["schedule", "list", "--config", c]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("gopher") && !stderr(&out).contains("secret"), "{}", stderr(&out));
+}

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::format::{DEFAULT_CHUNK, Geometry, HEADER_LEN, Header, MAX_CHUNK, MIN_CHUNK};
+use super::format::{
+    DEFAULT_CHUNK, Geometry, HEADER_LEN, Header, MAX_CHUNK, MIN_CHUNK, TAG_LEN,
+};
 use super::key::Key;
 use super::reader::DecryptReader;
 use super::writer::EncryptWriter;
@@ -205,7 +207,10 @@ impl Storage for Encrypted {
             name: name.to_string(),
             spool: Some(BufWriter::with_capacity(1 << 20, file)),
             spool_place,
-            inner,
+            target: inner.name().to_string(),
+            inner: Some(inner),
+            enc: None,
+            consumed: 0,
             key: Arc::clone(&self.key),
             chunk_size: self.chunk_size,
             finished: false,
@@ -229,12 +234,20 @@ impl Storage for Encrypted {
     }
 }
 
-/// An object being written: plaintext in the spool until `finish`.
+/// An object being written: plaintext in the spool. What the writer has
+/// settled is encrypted into the inner object as it comes (so a remote
+/// target can send it meanwhile); the rest at `finish`.
 struct EncryptedPending {
     name: String,
     spool: Option<BufWriter<File>>,
     spool_place: String,
-    inner: Box<dyn Pending>,
+    /// The inner object's name (for messages).
+    target: String,
+    /// The inner object until encryption starts, then inside `enc`.
+    inner: Option<Box<dyn Pending>>,
+    enc: Option<EncryptWriter<Box<dyn Pending>>>,
+    /// Plaintext bytes already given to `enc`.
+    consumed: u64,
     key: Arc<Key>,
     chunk_size: u32,
     finished: bool,
@@ -245,6 +258,44 @@ impl EncryptedPending {
         self.spool
             .as_mut()
             .ok_or_else(|| io::Error::other("object already finished"))
+    }
+
+    /// Encrypts spooled plaintext `[consumed, upto)` into the inner object.
+    fn encrypt_upto(&mut self, upto: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let place = self.spool_place.clone();
+        let target = format!("`{}` (temporary)", self.target);
+        if self.enc.is_none() {
+            let inner = self
+                .inner
+                .take()
+                .ok_or_else(|| Error::Request(format!("{target}: already finished")))?;
+            self.enc = Some(EncryptWriter::new(inner, &self.key, self.chunk_size)?);
+        }
+        let spool = self
+            .spool
+            .as_mut()
+            .ok_or_else(|| Error::Request(format!("{target}: already finished")))?;
+        spool
+            .flush()
+            .map_err(Error::io("cannot write spool file in", place.clone()))?;
+        let Some(enc) = self.enc.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        while self.consumed < upto {
+            let want = usize::try_from((upto - self.consumed).min(buf.len() as u64)).unwrap_or(0);
+            let n = match spool.get_ref().read_at(&mut buf[..want], self.consumed) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io("cannot read spool file in", place)(e)),
+            };
+            enc.write_all(&buf[..n])
+                .map_err(Error::io("cannot write", target.clone()))?;
+            self.consumed += n as u64;
+        }
+        Ok(())
     }
 }
 
@@ -269,43 +320,53 @@ impl Pending for EncryptedPending {
         &self.name
     }
 
+    fn settled(&mut self, upto: u64) {
+        // Encrypting in steps of a few MiB keeps the writes large.
+        if self.finished || upto < self.consumed + (4 << 20) {
+            return;
+        }
+        if self.encrypt_upto(upto).is_err() {
+            // `finish` meets the same error again and reports it.
+            return;
+        }
+        // Whole chunks before the last one given are in the inner object.
+        let cs = u64::from(self.chunk_size);
+        let chunks = (self.consumed / cs).saturating_sub(1);
+        let ciphertext = HEADER_LEN as u64 + chunks * (cs + TAG_LEN as u64);
+        if let Some(out) = self.enc.as_mut().and_then(EncryptWriter::get_mut) {
+            out.settled(ciphertext);
+        }
+    }
+
     fn finish(&mut self) -> Result<()> {
         if self.finished {
             return Ok(());
         }
-        let Some(spool) = self.spool.take() else {
-            return Ok(());
-        };
         let place = self.spool_place.clone();
-        let mut file = spool
-            .into_inner()
-            .map_err(|e| Error::io("cannot write spool file in", place.clone())(e.into_error()))?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(Error::io("cannot read spool file in", place.clone()))?;
-        let target = self.inner.name().to_string();
-        let mut enc = EncryptWriter::new(self.inner.as_mut(), &self.key, self.chunk_size)?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io("cannot read spool file in", place)(e)),
-            };
-            enc.write_all(&buf[..n])
-                .map_err(Error::io("cannot write", format!("`{target}` (temporary)")))?;
-        }
-        enc.finish()
-            .map_err(Error::io("cannot write", format!("`{target}` (temporary)")))?;
-        self.inner.finish()?;
+        let len = self
+            .spool()
+            .and_then(|s| s.seek(SeekFrom::End(0)))
+            .map_err(Error::io("cannot read spool file in", place))?;
+        self.encrypt_upto(len)?;
+        let target = format!("`{}` (temporary)", self.target);
+        let enc = self
+            .enc
+            .take()
+            .ok_or_else(|| Error::Request(format!("{target}: already finished")))?;
+        let (mut inner, _) = enc.finish().map_err(Error::io("cannot write", target))?;
+        inner.finish()?;
+        self.inner = Some(inner);
+        self.spool = None;
         self.finished = true;
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<()> {
         self.finish()?;
-        let this = *self;
-        this.inner.commit()
+        match self.inner.take() {
+            Some(inner) => inner.commit(),
+            None => Err(Error::Request(format!("`{}`: nothing to commit", self.target))),
+        }
     }
 }
 

@@ -79,6 +79,11 @@ impl<W: Write> EncryptWriter<W> {
         Ok(())
     }
 
+    /// The output, to signal it (what was written stays written).
+    pub fn get_mut(&mut self) -> Option<&mut W> {
+        self.out.as_mut()
+    }
+
     /// Seals the last chunk and returns the output and the counts. The
     /// output is not flushed to stable storage: that is the caller's.
     ///

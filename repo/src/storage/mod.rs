@@ -55,6 +55,13 @@ pub trait Pending: Write + Seek + Send {
     /// # Errors
     /// Write or sync failure (the temporary is removed on drop).
     fn finish(&mut self) -> Result<()>;
+    /// Tells the object that its first `upto` bytes will not be written
+    /// again (the writer has moved past those entries), so that a remote
+    /// target may start sending them while the rest is written. Only a
+    /// hint: nothing is published before [`Pending::commit`].
+    fn settled(&mut self, upto: u64) {
+        let _ = upto;
+    }
     /// Publishes the object under its final name, whole, in one step.
     ///
     /// # Errors

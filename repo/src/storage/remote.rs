@@ -37,6 +37,17 @@ pub trait Upload: Send {
     /// [`Error::Target`] once retries are exhausted or on a permanent
     /// failure; I/O reading `file`.
     fn send(&mut self, file: &mut File, len: u64, progress: OnBytes<'_>) -> Result<()>;
+    /// For uploads made by [`ObjectStore::begin_stream`]: sends what it can
+    /// of the first `upto` bytes of `file` (which will not change) while the
+    /// rest is still being written; [`Upload::send`] then sends the rest.
+    /// Called again and again with a growing `upto`.
+    ///
+    /// # Errors
+    /// As [`Upload::send`].
+    fn send_early(&mut self, file: &File, upto: u64, progress: OnBytes<'_>) -> Result<()> {
+        let _ = (file, upto, progress);
+        Ok(())
+    }
     /// Makes the object appear, whole, under its final name, in one step,
     /// after checking that it has exactly the bytes sent (size at least, and
     /// the server's checksum where it has one).
@@ -104,6 +115,17 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`Error::Target`].
     fn begin(&self, name: &str, len: u64) -> Result<Box<dyn Upload>>;
+    /// Starts an upload of unknown length that takes bytes while they are
+    /// still being written ([`Upload::send_early`]), or `None` when the
+    /// backend cannot (then everything goes through [`ObjectStore::begin`]
+    /// once the object is complete).
+    ///
+    /// # Errors
+    /// [`Error::Target`].
+    fn begin_stream(&self, name: &str) -> Result<Option<Box<dyn Upload>>> {
+        let _ = name;
+        Ok(None)
+    }
     /// Removes an object.
     ///
     /// # Errors
@@ -343,6 +365,8 @@ impl<O: ObjectStore + 'static> Storage for Remote<O> {
             file: Some(std::io::BufWriter::with_capacity(1 << 20, file)),
             upload: None,
             progress: self.progress.clone(),
+            early: None,
+            no_early: false,
         }))
     }
 
@@ -371,41 +395,120 @@ fn describe(location: &str, name: &str) -> String {
 
 /// A volume being written: spooled to an unlinked local file (the zip
 /// writer seeks back into it), uploaded by `finish`, published by `commit`.
+/// Where the backend can stream ([`ObjectStore::begin_stream`]), the parts
+/// the writer has settled go out from a background thread while it writes
+/// on, so an upload costs little more than its last part.
 struct SpoolPending<O: ObjectStore> {
     store: Arc<O>,
     name: String,
     file: Option<std::io::BufWriter<File>>,
     upload: Option<Box<dyn Upload>>,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    early: Option<Early>,
+    /// Set when streaming cannot start (no support, or it failed to begin).
+    no_early: bool,
 }
 
-impl<O: ObjectStore> SpoolPending<O> {
+/// The background sender of settled parts.
+struct Early {
+    settled: std::sync::mpsc::Sender<u64>,
+    thread: std::thread::JoinHandle<(Box<dyn Upload>, Result<()>)>,
+}
+
+/// Streaming starts once this much is settled (smaller volumes go in one
+/// upload at the end).
+const EARLY_START: u64 = 16 << 20;
+
+impl<O: ObjectStore + 'static> SpoolPending<O> {
     fn writer(&mut self) -> std::io::Result<&mut std::io::BufWriter<File>> {
         self.file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the object was already uploaded"))
     }
+
+    fn start_early(&mut self) -> Option<Early> {
+        let file = self.file.as_ref()?.get_ref().try_clone().ok()?;
+        let mut upload = match self.store.begin_stream(&self.name) {
+            Ok(Some(u)) => u,
+            Ok(None) | Err(_) => return None,
+        };
+        let (tx, rx) = std::sync::mpsc::channel::<u64>();
+        let progress = self.progress.clone();
+        let thread = std::thread::Builder::new()
+            .name("mailvault-upload".into())
+            .spawn(move || {
+                let noop = |_: u64| {};
+                let on: &(dyn Fn(u64) + Sync) = match &progress {
+                    Some(p) => p.as_ref(),
+                    None => &noop,
+                };
+                while let Ok(mut upto) = rx.recv() {
+                    // Only the latest offset matters.
+                    while let Ok(later) = rx.try_recv() {
+                        upto = later;
+                    }
+                    if let Err(e) = upload.send_early(&file, upto, on) {
+                        return (upload, Err(e));
+                    }
+                }
+                (upload, Ok(()))
+            })
+            .ok()?;
+        Some(Early {
+            settled: tx,
+            thread,
+        })
+    }
 }
 
 impl<O: ObjectStore> Write for SpoolPending<O> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.writer()?.write(buf)
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the object was already uploaded"))?
+            .write(buf)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.writer()?.flush()
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the object was already uploaded"))?
+            .flush()
     }
 }
 
 impl<O: ObjectStore> Seek for SpoolPending<O> {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-        self.writer()?.seek(pos)
+        self.file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("the object was already uploaded"))?
+            .seek(pos)
     }
 }
 
-impl<O: ObjectStore> Pending for SpoolPending<O> {
+impl<O: ObjectStore + 'static> Pending for SpoolPending<O> {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn settled(&mut self, upto: u64) {
+        if self.no_early || upto < EARLY_START {
+            return;
+        }
+        // The background reader takes bytes from the file itself.
+        if self.writer().and_then(Write::flush).is_err() {
+            return;
+        }
+        if self.early.is_none() {
+            self.early = self.start_early();
+            if self.early.is_none() {
+                self.no_early = true;
+                return;
+            }
+        }
+        if let Some(e) = &self.early {
+            let _ = e.settled.send(upto);
+        }
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -420,8 +523,24 @@ impl<O: ObjectStore> Pending for SpoolPending<O> {
             .seek(SeekFrom::End(0))
             .map_err(Error::io("cannot spool", place.clone()))?;
         file.seek(SeekFrom::Start(0))
-            .map_err(Error::io("cannot spool", place))?;
-        let mut upload = self.store.begin(&self.name, len)?;
+            .map_err(Error::io("cannot spool", place.clone()))?;
+        let mut upload = match self.early.take() {
+            Some(Early { settled, thread }) => {
+                drop(settled);
+                let (upload, sent) = thread.join().map_err(|_| Error::Target {
+                    place: place.clone(),
+                    message: "the upload thread failed".into(),
+                    hint: None,
+                    transient: false,
+                })?;
+                if let Err(e) = sent {
+                    upload.abort();
+                    return Err(e);
+                }
+                upload
+            }
+            None => self.store.begin(&self.name, len)?,
+        };
         let noop = |_: u64| {};
         let sent = match &self.progress {
             Some(p) => upload.send(&mut file, len, &|n| p(n)),
@@ -453,6 +572,12 @@ impl<O: ObjectStore> Pending for SpoolPending<O> {
 
 impl<O: ObjectStore> Drop for SpoolPending<O> {
     fn drop(&mut self) {
+        if let Some(Early { settled, thread }) = self.early.take() {
+            drop(settled);
+            if let Ok((upload, _)) = thread.join() {
+                upload.abort();
+            }
+        }
         if let Some(upload) = self.upload.take() {
             upload.abort();
         }

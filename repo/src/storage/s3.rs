@@ -216,6 +216,29 @@ impl S3Store {
     /// The part size used for an upload of `len` bytes: at least 8 MiB, and
     /// large enough that `len` needs at most 9,000 parts, rounded up to a MiB.
     #[must_use]
+    /// Starts a multipart upload of `name` and writes its marker (the
+    /// temporary that `list` shows and the next run removes).
+    fn initiate(&self, name: &str) -> Result<Mode> {
+        let i = &self.inner;
+        let key = i.key(name);
+        let upload_id = i.retry.run(|_| {
+            i.bucket
+                .initiate_multipart_upload(&key, CONTENT_TYPE)
+                .map(|r| r.upload_id)
+                .map_err(|e| i.error(i.place(name), "cannot start the upload", e))
+        })?;
+        let marker = format!("{TEMP_PREFIX}{name}");
+        if let Err(e) = i.put(&marker, upload_id.as_bytes()) {
+            let _ = i.abort_upload(name, &upload_id);
+            return Err(e);
+        }
+        Ok(Mode::Multi {
+            upload_id,
+            parts: Vec::new(),
+            md5s: Vec::new(),
+        })
+    }
+
     pub fn part_size_for(len: u64) -> u64 {
         let needed = len.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
         needed.max(MIN_PART)
@@ -532,6 +555,19 @@ fn bare_etag(etag: &str) -> &str {
 }
 
 /// Whether an ETag is a plain MD5 (not a multipart or encrypted one).
+/// The 16 bytes of an MD5 ETag (`"9e107d9d372bb6826bd81d3542a419d6"`).
+fn parse_md5(etag: &str) -> Option<[u8; 16]> {
+    let hex = bare_etag(etag);
+    if !is_md5_etag(hex) {
+        return None;
+    }
+    let mut out = [0u8; 16];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
 fn is_md5_etag(etag: &str) -> bool {
     let e = bare_etag(etag);
     e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit())
@@ -691,33 +727,35 @@ impl ObjectStore for S3Store {
         let mode = if len <= part_size {
             Mode::Small { buf: None }
         } else {
-            let key = i.key(name);
-            let upload_id = i.retry.run(|_| {
-                i.bucket
-                    .initiate_multipart_upload(&key, CONTENT_TYPE)
-                    .map(|r| r.upload_id)
-                    .map_err(|e| i.error(i.place(name), "cannot start the upload", e))
-            })?;
-            let marker = format!("{TEMP_PREFIX}{name}");
-            if let Err(e) = i.put(&marker, upload_id.as_bytes()) {
-                let _ = i.abort_upload(name, &upload_id);
-                return Err(e);
-            }
-            Mode::Multi {
-                upload_id,
-                parts: Vec::new(),
-                md5s: Vec::new(),
-            }
+            self.initiate(name)?
         };
         Ok(Box::new(S3Upload {
             inner: Arc::clone(i),
             name: name.to_owned(),
             len,
             part_size,
+            streaming: false,
             sent: 0,
             mode,
             finished: false,
+            etags_known: true,
         }))
+    }
+
+    fn begin_stream(&self, name: &str) -> Result<Option<Box<dyn Upload>>> {
+        let i = &self.inner;
+        let mode = self.initiate(name)?;
+        Ok(Some(Box::new(S3Upload {
+            inner: Arc::clone(i),
+            name: name.to_owned(),
+            len: 0,
+            part_size: i.part_size.map_or(MIN_PART, |p| p.max(S3_MIN_PART)),
+            streaming: true,
+            sent: 0,
+            mode,
+            finished: false,
+            etags_known: true,
+        })))
     }
 
     fn remove(&self, name: &str) -> Result<()> {
@@ -774,10 +812,16 @@ struct S3Upload {
     name: String,
     len: u64,
     part_size: u64,
+    /// Started by `begin_stream`: the length is known only at `send`, parts
+    /// go out while the volume is still being written, and the part size
+    /// doubles every 1,000 parts so that no volume reaches S3's limit.
+    streaming: bool,
     sent: u64,
     mode: Mode,
     /// Published or aborted: nothing to clean up on drop.
     finished: bool,
+    /// Every part's ETag was an MD5, so the object's ETag can be checked.
+    etags_known: bool,
 }
 
 impl S3Upload {
@@ -802,6 +846,70 @@ impl S3Upload {
         Ok(buf)
     }
 
+    /// Size of the next part of a streamed upload: 8 MiB, doubling every
+    /// 1,000 parts (8 MiB x 1,000 x (1 + 2 + ... + 2^8) is far beyond any
+    /// volume before part 9,000).
+    fn next_part_size(&self) -> u64 {
+        let done = match &self.mode {
+            Mode::Multi { parts, .. } => parts.len() as u64,
+            Mode::Small { .. } => 0,
+        };
+        if self.streaming && self.inner.part_size.is_none() {
+            self.part_size << (done / 1000).min(20)
+        } else {
+            self.part_size
+        }
+    }
+
+    /// Sends the `n` bytes at `self.sent` as the next part, retried on its own.
+    fn upload_part(&mut self, file: &File, n: u64) -> Result<()> {
+        let inner = Arc::clone(&self.inner);
+        let key = inner.key(&self.name);
+        let place = self.place();
+        let chunk = self.read_at(file, self.sent, n)?;
+        let Mode::Multi {
+            upload_id,
+            parts,
+            md5s,
+        } = &mut self.mode
+        else {
+            return Err(self.failed("not a multipart upload".into()));
+        };
+        let number = u32::try_from(parts.len() + 1).unwrap_or(u32::MAX);
+        let etag = inner.retry.run(|_| {
+            let part = inner
+                .bucket
+                .put_multipart_chunk(&chunk, &key, number, upload_id, CONTENT_TYPE)
+                .map_err(|e| inner.error(place.clone(), "cannot send a part", e))?;
+            if part.etag.is_empty() {
+                return Err(Error::Target {
+                    place: place.clone(),
+                    message: format!("part {number}: the server sent no ETag"),
+                    hint: None,
+                    transient: true,
+                });
+            }
+            // Not compared with the part's MD5: rust-s3 sends Content-MD5,
+            // which the server checks, and under SSE-KMS a part's ETag is
+            // not its MD5.
+            Ok(part.etag)
+        })?;
+        // The part's MD5 as the server computed it (rust-s3 sent
+        // Content-MD5, which the server checked): hashing the part here as
+        // well would cost a second pass over every byte. An ETag that is not
+        // an MD5 (SSE-KMS) leaves the object's ETag uncompared.
+        match parse_md5(&etag) {
+            Some(d) => md5s.push(d),
+            None => self.etags_known = false,
+        }
+        parts.push(Part {
+            part_number: number,
+            etag,
+        });
+        self.sent += n;
+        Ok(())
+    }
+
     /// Gives up the multipart upload and its marker (best effort).
     fn cleanup(&mut self) {
         self.finished = true;
@@ -823,15 +931,27 @@ impl S3Upload {
 
 impl Upload for S3Upload {
     fn send(&mut self, file: &mut File, len: u64, progress: OnBytes<'_>) -> Result<()> {
+        if self.streaming {
+            if len < self.sent {
+                return Err(self.failed(format!(
+                    "{} bytes were sent early but the object has only {len}",
+                    self.sent
+                )));
+            }
+            self.len = len;
+            while self.sent < len {
+                let n = self.next_part_size().min(len - self.sent);
+                self.upload_part(file, n)?;
+                progress(n);
+            }
+            return Ok(());
+        }
         if len != self.len {
             return Err(self.failed(format!(
                 "upload began for {} bytes but {len} were sent",
                 self.len
             )));
         }
-        let inner = Arc::clone(&self.inner);
-        let key = inner.key(&self.name);
-        let place = self.place();
         if let Mode::Small { .. } = self.mode {
             let buf = self.read_at(file, 0, len)?;
             progress(len);
@@ -839,56 +959,33 @@ impl Upload for S3Upload {
             self.mode = Mode::Small { buf: Some(buf) };
             return Ok(());
         }
-        let mut offset = 0;
-        let mut number = 0u32;
-        let mut new_parts = Vec::new();
-        while offset < len {
-            let n = self.part_size.min(len - offset);
-            number += 1;
-            let chunk = self.read_at(file, offset, n)?;
-            let digest = md5::compute(&chunk).0;
-            let Mode::Multi { upload_id, .. } = &self.mode else {
-                break;
-            };
-            let etag = inner.retry.run(|_| {
-                let part = inner
-                    .bucket
-                    .put_multipart_chunk(&chunk, &key, number, upload_id, CONTENT_TYPE)
-                    .map_err(|e| inner.error(place.clone(), "cannot send a part", e))?;
-                if part.etag.is_empty() {
-                    return Err(Error::Target {
-                        place: place.clone(),
-                        message: format!("part {number}: the server sent no ETag"),
-                        hint: None,
-                        transient: true,
-                    });
-                }
-                // Not compared with the part's MD5: rust-s3 sends
-                // Content-MD5, which the server checks, and under SSE-KMS a
-                // part's ETag is not its MD5.
-                Ok(part.etag)
-            })?;
-            new_parts.push((
-                Part {
-                    part_number: number,
-                    etag,
-                },
-                digest,
-            ));
-            offset += n;
-            progress(n);
-        }
+        // A second `send` starts over: its parts replace the first's.
         if let Mode::Multi { parts, md5s, .. } = &mut self.mode {
-            // A second `send` starts over: its parts replace the first's.
             parts.clear();
             md5s.clear();
-            for (part, digest) in new_parts {
-                parts.push(part);
-                md5s.push(digest);
-            }
+            self.etags_known = true;
         }
-        self.sent = len;
+        self.sent = 0;
+        while self.sent < len {
+            let n = self.part_size.min(len - self.sent);
+            self.upload_part(file, n)?;
+            progress(n);
+        }
         Ok(())
+    }
+
+    fn send_early(&mut self, file: &File, upto: u64, progress: OnBytes<'_>) -> Result<()> {
+        if !self.streaming {
+            return Ok(());
+        }
+        loop {
+            let n = self.next_part_size();
+            if self.sent + n > upto {
+                return Ok(());
+            }
+            self.upload_part(file, n)?;
+            progress(n);
+        }
     }
 
     fn publish(mut self: Box<Self>) -> Result<()> {
@@ -962,7 +1059,7 @@ impl S3Upload {
                     }
                 })?;
                 let _ = inner.delete(&format!("{TEMP_PREFIX}{}", self.name));
-                Some(Self::multipart_etag(md5s))
+                self.etags_known.then(|| Self::multipart_etag(md5s))
             }
         };
         // The object now under the final name must be the one sent.
