@@ -108,7 +108,7 @@ pub enum Error {
     #[error("{0} exists already")]
     AlreadyExists(String),
     /// Another run holds the repository.
-    #[error("backup directory {place} is in use by another mailvault run ({holder})")]
+    #[error("{place} is in use by another mailvault run ({holder})")]
     Locked {
         /// The repository.
         place: String,
@@ -219,10 +219,13 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
-                "the disk is full: free space or use a larger volume; nothing was left under a final name".into()
+                "the disk is full: free space or use a larger volume (with a target: --spool-dir, which needs room for one volume, two with --key); nothing was left under a final name".into()
             }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 "run as a user that may read and write the backup directory".into()
+            }
+            Self::Locked { place, .. } if place.contains("://") => {
+                format!("wait for the other run to finish; the lock of a run that died expires by itself (3 minutes after its last renewal). A lock whose expiry lies far ahead (a holder's clock set wrong) is removed by `mailvault unlock '{place}'` once you know no other run is going")
             }
             Self::Locked { .. } => {
                 "wait for the other run to finish; a crashed run releases the lock by itself, so no manual unlock is ever needed".into()

@@ -216,21 +216,33 @@ impl Repository {
         Self::require_exclusive(lock)?;
         let names = self.storage.list()?;
         let mut removed = Vec::new();
+        // Best effort: a leftover that cannot be removed (a server that
+        // refuses to abort a stale upload) stays listed as a leftover and
+        // must not stop every later backup.
         for n in names.iter().filter(|n| n.starts_with(TEMP_PREFIX)) {
-            self.remove_quiet(n)?;
-            removed.push(n.clone());
+            if self.remove_quiet(n).is_ok() {
+                removed.push(n.clone());
+            }
         }
         let sets = set::group(&names);
         for (stem, intent) in self.journals(&names) {
+            let mut whole = true;
             if let Some(s) = sets.iter().find(|s| s.stem() == stem)
                 && (intent == Intent::Delete || !s.volumes.contains_key(&0))
             {
                 for v in delete_order(s) {
-                    self.remove_quiet(&v)?;
-                    removed.push(v);
+                    if self.remove_quiet(&v).is_ok() {
+                        removed.push(v);
+                    } else {
+                        // Its journal stays: the set remains a leftover.
+                        whole = false;
+                        break;
+                    }
                 }
             }
-            self.remove_quiet(&format!("{JOURNAL_PREFIX}{stem}"))?;
+            if whole {
+                let _ = self.remove_quiet(&format!("{JOURNAL_PREFIX}{stem}"));
+            }
         }
         if !removed.is_empty() {
             self.storage.sync()?;

@@ -96,7 +96,12 @@ impl std::fmt::Display for Target {
             }
             Self::Ftp(l) => {
                 let scheme = if l.tls { "ftps" } else { "ftp" };
-                write!(f, "{scheme}://{}@{}:{}/{}", l.user, l.host, l.port, l.dir)
+                let host = if l.host.contains(':') {
+                    format!("[{}]", l.host)
+                } else {
+                    l.host.clone()
+                };
+                write!(f, "{scheme}://{}@{host}:{}/{}", l.user, l.port, l.dir)
             }
         }
     }
@@ -142,11 +147,12 @@ impl Target {
                 None => Ok(()),
             }
         };
+        // Percent-decoding (RFC 3986): a `+` in a password or path is a
+        // plus, not a space as in form data.
         let decode = |v: &str| -> String {
-            url::form_urlencoded::parse(format!("x={v}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         match scheme {
             "file" => {
@@ -408,6 +414,10 @@ mod tests {
         );
         assert!(!format!("{t:?}").contains("sec"));
 
+        let plus = Target::parse("ftp://u:Rev7+pass%2Fword@h/a+b").unwrap();
+        let Target::Ftp(p) = &plus else { panic!() };
+        assert_eq!(p.password().unwrap(), "Rev7+pass/word", "+ is a plus");
+        assert_eq!(p.dir, "a+b");
         let f = Target::parse("ftps://bob:pw@[::1]:2121/backups/kerio/?ca=/etc/ca.pem").unwrap();
         let Target::Ftp(l) = &f else { panic!() };
         assert!(l.tls);
@@ -417,7 +427,7 @@ mod tests {
         );
         assert_eq!(l.dir, "backups/kerio");
         assert_eq!(l.password().unwrap(), "pw");
-        assert_eq!(f.to_string(), "ftps://bob@::1:2121/backups/kerio");
+        assert_eq!(f.to_string(), "ftps://bob@[::1]:2121/backups/kerio");
         assert_eq!(
             redact_text("ftp://bob:pw@host/x"),
             "ftp://***@host/x",
@@ -580,9 +590,9 @@ pub fn open_location(
             .spool
             .clone()
             .unwrap_or_else(crate::storage::remote::default_spool);
-        return Ok(std::sync::Arc::new(crate::crypt::Encrypted::new(
-            storage, key, spool,
-        )));
+        let encrypted = crate::crypt::Encrypted::new(storage, key, spool);
+        encrypted.check_key()?;
+        return Ok(std::sync::Arc::new(encrypted));
     }
     // A missing repository holds nothing; an unreachable one fails later
     // with its own error.

@@ -620,7 +620,7 @@ fn streamed_upload_through_remote_is_exact() {
     for (i, chunk) in data.chunks(MIB as usize).enumerate() {
         let start = i as u64 * MIB;
         // A placeholder header, patched once the "entry" is written.
-        p.write_all(&vec![0u8; 64]).unwrap();
+        p.write_all(&[0u8; 64]).unwrap();
         p.write_all(&chunk[64.min(chunk.len())..]).unwrap();
         p.seek(SeekFrom::Start(start)).unwrap();
         p.write_all(&chunk[..64.min(chunk.len())]).unwrap();
@@ -638,8 +638,11 @@ fn streamed_upload_through_remote_is_exact() {
     p.finish().unwrap();
     p.commit().unwrap();
     let mut back = Vec::new();
-    std::io::Read::read_to_end(&mut remote.open("F20261124T000000Z.zip").unwrap(), &mut back)
-        .unwrap();
+    std::io::Read::read_to_end(
+        &mut remote.open("F20261124T000000Z.zip").unwrap(),
+        &mut back,
+    )
+    .unwrap();
     assert_eq!(back.len(), data.len());
     assert!(back == data, "streamed object differs");
 

@@ -250,25 +250,33 @@ pub fn run_backup(opts: &BackupOptions, progress: &dyn Progress) -> Result<Backu
     let mut summary = result?;
     if let (Some(target), true) = (&opts.target, opts.keep_local) {
         let target = Repository::from_arc(Arc::clone(target));
-        let names: Vec<String> = summary
-            .volumes
-            .iter()
-            .filter_map(|p| {
-                std::path::Path::new(p)
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-            })
-            .collect();
         let stem = summary
             .archive
             .parse::<mailvault_formats::ArchiveName>()
             .map(|n| n.stem())
             .unwrap_or_default();
+        // A differential goes with its base: a target that missed the full
+        // (an earlier copy failed) gets it first, so no differential there
+        // is ever an orphan.
+        let mut sets = Vec::new();
+        if let Some(base) = &summary.base
+            && let Some(set) = replicate::set_names(&repo, base)?
+        {
+            sets.push(set);
+        }
+        match replicate::set_names(&repo, &stem)? {
+            Some(set) => sets.push(set),
+            None => {
+                return Err(Error::Invalid(format!(
+                    "the backup {stem} just written is not in `{}`",
+                    opts.backup_dir.display()
+                )));
+            }
+        }
         let (copied, lock) = replicate::replicate(
             &repo,
             &target,
-            &stem,
-            &names,
+            &sets,
             &format!("backup {} (copy)", opts.kind),
             progress,
         )?;

@@ -30,8 +30,10 @@ fn digest(mut r: impl Read, place: &str) -> Result<(u64, u32)> {
     }
 }
 
-/// Copies the set `names` (volume file names in volume order) from `local`
-/// to `target`, commits and verifies it; returns the names on the target.
+/// Copies the sets `sets` (stem and volume names in volume order, oldest
+/// first) from `local` to `target` under one lock, skipping any the target
+/// already holds complete (a differential's base copied by an earlier run),
+/// commits and verifies each; returns the last set's names on the target.
 ///
 /// # Errors
 /// The target is locked, an upload fails, or a copy does not read back
@@ -39,18 +41,44 @@ fn digest(mut r: impl Read, place: &str) -> Result<(u64, u32)> {
 pub(crate) fn replicate(
     local: &Repository,
     target: &Repository,
-    stem: &str,
-    names: &[String],
+    sets: &[(String, Vec<String>)],
     what: &str,
     progress: &dyn Progress,
 ) -> Result<(Vec<String>, Lock)> {
     let created = target.storage().create_root()?;
     let lock = target.lock(LockMode::Exclusive, what)?;
-    let result = copy_set(local, target, stem, names, &lock, progress);
+    let result = (|| {
+        target.remove_leftovers(&lock)?;
+        let present: Vec<String> = target
+            .listing()?
+            .sets
+            .iter()
+            .filter(|s| s.status.is_complete())
+            .map(|s| s.set.stem())
+            .collect();
+        let mut last = Vec::new();
+        for (stem, names) in sets {
+            if present.contains(stem) {
+                last = names.clone();
+                continue;
+            }
+            last = copy_set(local, target, stem, names, &lock, progress)?;
+        }
+        Ok(last)
+    })();
     if result.is_err() && created {
         let _ = target.storage().remove_root_if_empty();
     }
     result.map(|names| (names, lock))
+}
+
+/// The stem and volume names of the set `stem` in `repo`.
+pub(crate) fn set_names(repo: &Repository, stem: &str) -> Result<Option<(String, Vec<String>)>> {
+    Ok(repo
+        .sets()?
+        .into_iter()
+        .find(|s| s.stem() == stem)
+        .map(|s| (s.stem(), s.volumes.values().cloned().collect())))
 }
 
 fn copy_set(
@@ -61,7 +89,6 @@ fn copy_set(
     lock: &Lock,
     progress: &dyn Progress,
 ) -> Result<Vec<String>> {
-    target.remove_leftovers(lock)?;
     let total: u64 = names
         .iter()
         .map(|n| local.storage().size(n).unwrap_or(0))

@@ -39,6 +39,7 @@ Exit codes:
   2  usage error
   3  finished, but not everything: files not restored (listed), a salvage, or a damaged
      newer backup passed over for an older one
+  4  the backup directory or target is in use by another run (a backup or rotation: the holder is named)
   6  the mail server is running (use --force if you are sure)";
 
 /// Restore mail, configuration, licences and certificates from mailvault / Kerio backups.
@@ -126,6 +127,7 @@ mod progress;
 mod report;
 
 const EXIT_PARTIAL: u8 = 3;
+const EXIT_LOCKED: u8 = 4;
 const EXIT_RUNNING: u8 = 6;
 
 fn main() -> ExitCode {
@@ -135,7 +137,17 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             report::error(&err);
+            let locked = matches!(
+                err.downcast_ref::<mailvault_repo::Error>(),
+                Some(mailvault_repo::Error::Locked { .. })
+            ) || matches!(
+                err.downcast_ref::<mailvault_recover::Error>(),
+                Some(mailvault_recover::Error::Repo(
+                    mailvault_repo::Error::Locked { .. }
+                ))
+            );
             let code: u8 = match err.downcast_ref::<mailvault_recover::Error>() {
+                _ if locked => EXIT_LOCKED,
                 Some(mailvault_recover::Error::ServerRunning(_)) => EXIT_RUNNING,
                 Some(e) if e.is_usage() => 2,
                 _ => 1,

@@ -85,6 +85,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove the locks of runs that are not going on (a target's lock objects; local directories never need it)
+    #[command(
+        after_help = "Examples:\n  mailvault unlock 's3://backups/kerio?endpoint=https://s3.example.net'\n\nOnly when you know no other mailvault run uses the target: a lock whose holder died expires by itself\n(3 minutes after its last renewal); this is for one whose expiry lies far ahead (a holder's clock set wrong).\nLocks of live processes on this machine are kept."
+    )]
+    Unlock {
+        /// The target URL (or backup directory).
+        target: String,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Scheduled backups from mailvault.toml (Kerio's default: full Sunday 01:00, differential Monday-Saturday 01:00)
     #[command(
         subcommand,

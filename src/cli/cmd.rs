@@ -88,6 +88,22 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             printer::rotation(&plan, &removed, dry_run, json, quiet)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Unlock { target, json } => {
+            let storage = open_location(&target, None, &OpenOptions::default())
+                .or_else(|_| Target::parse(&target)?.open(&OpenOptions::default()))?;
+            let removed = storage.unlock()?;
+            if json {
+                printer::json(&removed)?;
+            } else if !quiet {
+                if removed.is_empty() {
+                    println!("no lock to remove on {}", storage.location());
+                }
+                for r in &removed {
+                    println!("removed the lock of {r}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Schedule(sc) => schedule_cmd(sc, quiet),
         Command::Key(KeyCommand::Generate { out, json }) => {
             let info = crypt::generate_key_file(&out)?;

@@ -533,7 +533,7 @@ fn refuses_while_a_backup_holds_the_directory() {
     ]);
     holder.kill().unwrap();
     holder.wait().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     // The refusal names the process really holding the lock (found in
     // /proc/locks), not the stale record in the lock file.
     assert!(

@@ -158,5 +158,9 @@ fn a_schedule_with_a_target_and_a_key_writes_encrypted_archives_there() {
     .unwrap();
     let out = run(&["schedule", "list", "--config", c]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("gopher") && !stderr(&out).contains("secret"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gopher") && !stderr(&out).contains("secret"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -782,3 +782,98 @@ fn kill_descendants(pid: u32) {
         let _ = Command::new("kill").args(["-9", &v.to_string()]).status();
     }
 }
+
+/// Review finding: a backup run with another key used to take every
+/// archive for damaged, write a full and rotate the good backups away.
+#[test]
+fn a_backup_with_another_key_is_refused_and_deletes_nothing() {
+    let Some(url) = s3_url(&unique("wrongkey")) else {
+        return;
+    };
+    let t = TestInstall::sample();
+    let a = key(&t);
+    backup_to_ok(&t, "full", &url, Some(&a), &[]);
+    let b = t.tmp.path().join("b.key");
+    ok(&["key", "generate", "--out", b.to_str().unwrap()]);
+    for kind in ["full", "differential"] {
+        let out = backup_to(&t, kind, &url, Some(&b), &["--keep-full", "1"]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("encrypted with key"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = mv(&["verify", &url], Some(&b));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a wrong key is an error, not damage"
+    );
+    assert_eq!(
+        sets(&listing(&url, Some(&a))),
+        vec![("full".to_string(), "ok".to_string())],
+        "the backup made with the right key is still there, alone"
+    );
+}
+
+/// Review finding: after a failed copy, `--keep-local` used to put a
+/// differential on the target whose full never got there.
+#[test]
+fn keep_local_copies_a_missing_base_before_its_differential() {
+    let Some(url) = s3_url(&unique("catchup")) else {
+        return;
+    };
+    let prefix = url
+        .split("://")
+        .nth(1)
+        .and_then(|r| r.split('?').next())
+        .and_then(|r| r.split_once('/'))
+        .map(|(_, p)| p.to_string())
+        .unwrap();
+    let store = s3_store(&prefix, &var("MAILVAULT_TEST_S3_ENDPOINT").unwrap());
+    let t = TestInstall::sample();
+    let k = key(&t);
+    let backups = t.backups();
+    let local = ["--keep-local", "--backup-dir", backups.to_str().unwrap()];
+    // Another machine holds the target: the full is written locally only.
+    store.create_root().unwrap();
+    let now = chrono::Utc::now();
+    let lock = format!(
+        "mailvault-lock: 1\nmode: exclusive\nholder: backup full\nhost: other.example.net\npid: 7\nstarted: {}\nexpires: {}\n",
+        now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        (now + chrono::Duration::hours(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    store
+        .put_small(".mailvault-lock-other.example.net-7-0", lock.as_bytes())
+        .unwrap();
+    let out = backup_to(&t, "full", &url, Some(&k), &local);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mailvault unlock"),
+        "{}",
+        stderr(&out)
+    );
+    // The admin knows that run is gone: unlock, then the next differential.
+    let out = mv_ok(&["unlock", &url], None);
+    assert!(
+        stdout(&out).contains("other.example.net"),
+        "{}",
+        stdout(&out)
+    );
+    std::fs::write(
+        t.path(&format!("{JOHN}/INBOX/#msgs/00000200.eml")),
+        b"Subject: later\r\n\r\nx\r\n",
+    )
+    .unwrap();
+    backup_to_ok(&t, "differential", &url, Some(&k), &local);
+    assert_eq!(
+        sets(&listing(&url, Some(&k))),
+        vec![
+            ("full".to_string(), "ok".to_string()),
+            ("differential".to_string(), "ok".to_string())
+        ],
+        "the base full was copied first"
+    );
+    mv_ok(&["verify", &url], Some(&k));
+}

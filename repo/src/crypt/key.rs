@@ -169,13 +169,6 @@ impl Key {
         if !meta.is_file() {
             return Err(key_err("is not a regular file".into()));
         }
-        let mode = meta.permissions().mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(key_err(format!(
-                "has mode {mode:04o}: group or others may read it; a key file must be private (run `chmod 600 {}`)",
-                path.display()
-            )));
-        }
         if meta.len() > KEY_FILE_MAX {
             return Err(key_err(format!(
                 "is {} bytes: not a mailvault key file",
@@ -187,11 +180,21 @@ impl Key {
             .take(KEY_FILE_MAX + 1)
             .read_to_end(&mut text)
             .map_err(|e| key_err(format!("cannot be read: {e}")))?;
-        parse_key_file(&text).ok_or_else(|| {
+        let key = parse_key_file(&text).ok_or_else(|| {
             key_err(format!(
                 "is not a mailvault key file (expected a line `{KEY_FILE_MAGIC}` then a line of 64 hex digits)"
             ))
-        })
+        })?;
+        // Checked only for a real key file: advising `chmod 600` on
+        // whatever file was named by mistake (/etc/passwd) would do harm.
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            return Err(key_err(format!(
+                "has mode {mode:04o}: group or others may read it; a key file must be private (run `chmod 600 {}`)",
+                path.display()
+            )));
+        }
+        Ok(key)
     }
 
     /// Loads the key file named by `MAILVAULT_KEY_FILE`.
@@ -321,6 +324,15 @@ mod tests {
         let e = Key::load(&p).unwrap_err().to_string();
         assert!(
             e.contains("0640") && e.contains("chmod 600") && e.contains("`"),
+            "{e}"
+        );
+        // Not a key file at all: no chmod advice for it.
+        let other = tmp.path().join("passwd");
+        fs::write(&other, "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = Key::load(&other).unwrap_err().to_string();
+        assert!(
+            e.contains("not a mailvault key file") && !e.contains("chmod"),
             "{e}"
         );
 

@@ -15,9 +15,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::format::{
-    DEFAULT_CHUNK, Geometry, HEADER_LEN, Header, MAX_CHUNK, MIN_CHUNK, TAG_LEN,
-};
+use super::format::{DEFAULT_CHUNK, Geometry, HEADER_LEN, Header, MAX_CHUNK, MIN_CHUNK, TAG_LEN};
 use super::key::Key;
 use super::reader::DecryptReader;
 use super::writer::EncryptWriter;
@@ -59,6 +57,51 @@ impl Encrypted {
             spool: spool.into(),
             chunk_size: DEFAULT_CHUNK,
         }
+    }
+
+    /// Refuses a repository holding archives encrypted with another key:
+    /// read with this key they would all look damaged, and a backup would
+    /// pick no base and rotation would delete them (each archive's header
+    /// names its key; only the first 32 bytes of each are read).
+    ///
+    /// # Errors
+    /// [`Error::WrongKey`] naming the archive and both key ids; I/O.
+    pub fn check_key(&self) -> Result<()> {
+        let names = match self.inner.list() {
+            Ok(n) => n,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for n in names
+            .iter()
+            .filter(|n| !n.starts_with('.') && n.ends_with(".zip.enc"))
+        {
+            let place = self.inner.describe(n);
+            let mut head = Vec::with_capacity(HEADER_LEN);
+            match self.inner.open(n) {
+                Ok(mut r) => {
+                    r.by_ref()
+                        .take(HEADER_LEN as u64)
+                        .read_to_end(&mut head)
+                        .map_err(Error::io("cannot read", place.clone()))?;
+                }
+                // Removed meanwhile (rotation by another run).
+                Err(Error::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            // A damaged header is the reader's to report, archive by archive.
+            let Ok(header) = Header::parse(&head, &place) else {
+                continue;
+            };
+            if header.key_id != self.key.id() {
+                return Err(Error::WrongKey {
+                    place,
+                    found: header.key_id.to_string(),
+                    given: self.key.id().to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The same, writing chunks of `chunk_size` plaintext bytes.
@@ -232,6 +275,10 @@ impl Storage for Encrypted {
     fn lock(&self, mode: LockMode, holder: &str) -> Result<Lock> {
         self.inner.lock(mode, holder)
     }
+
+    fn unlock(&self) -> Result<Vec<String>> {
+        self.inner.unlock()
+    }
 }
 
 /// An object being written: plaintext in the spool. What the writer has
@@ -365,7 +412,10 @@ impl Pending for EncryptedPending {
         self.finish()?;
         match self.inner.take() {
             Some(inner) => inner.commit(),
-            None => Err(Error::Request(format!("`{}`: nothing to commit", self.target))),
+            None => Err(Error::Request(format!(
+                "`{}`: nothing to commit",
+                self.target
+            ))),
         }
     }
 }

@@ -187,4 +187,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`crate::Error::Locked`] naming the holder; I/O.
     fn lock(&self, mode: LockMode, holder: &str) -> Result<Lock>;
+    /// Removes the locks of runs that are not going on (the admin says so):
+    /// on a target, every lock object except those of live processes on
+    /// this host; returns who held them. OS locks need no unlocking (the
+    /// kernel drops them with their holder): nothing to do by default.
+    ///
+    /// # Errors
+    /// The locks cannot be listed or removed.
+    fn unlock(&self) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 }

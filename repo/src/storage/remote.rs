@@ -367,6 +367,7 @@ impl<O: ObjectStore + 'static> Storage for Remote<O> {
             progress: self.progress.clone(),
             early: None,
             no_early: false,
+            spool: self.spool.clone(),
         }))
     }
 
@@ -382,6 +383,10 @@ impl<O: ObjectStore + 'static> Storage for Remote<O> {
     fn lock(&self, mode: LockMode, holder: &str) -> Result<Lock> {
         lock::acquire(&self.store, self.ttl, mode, holder)
             .map(|guard| Lock::new(mode, Box::new(guard)))
+    }
+
+    fn unlock(&self) -> Result<Vec<String>> {
+        lock::remove_all_but_live_local(self.store.as_ref())
     }
 }
 
@@ -407,6 +412,19 @@ struct SpoolPending<O: ObjectStore> {
     early: Option<Early>,
     /// Set when streaming cannot start (no support, or it failed to begin).
     no_early: bool,
+    /// The spool directory, named when the local disk fails.
+    spool: PathBuf,
+}
+
+/// A local spool failure named as such (it is not the target's disk).
+fn spool_err(spool: &std::path::Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(
+        e.kind(),
+        format!(
+            "spool file in `{}` (--spool-dir, MAILVAULT_SPOOL_DIR): {e}",
+            spool.display()
+        ),
+    )
 }
 
 /// The background sender of settled parts.
@@ -463,17 +481,21 @@ impl<O: ObjectStore + 'static> SpoolPending<O> {
 
 impl<O: ObjectStore> Write for SpoolPending<O> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let spool = &self.spool;
         self.file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the object was already uploaded"))?
             .write(buf)
+            .map_err(|e| spool_err(spool, e))
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        let spool = &self.spool;
         self.file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the object was already uploaded"))?
             .flush()
+            .map_err(|e| spool_err(spool, e))
     }
 }
 
@@ -516,9 +538,10 @@ impl<O: ObjectStore + 'static> Pending for SpoolPending<O> {
             return Ok(());
         };
         let place = describe(&self.store.location(), &self.name);
-        let mut file = writer
-            .into_inner()
-            .map_err(|e| Error::io("cannot spool", place.clone())(e.into_error()))?;
+        let spool = self.spool.clone();
+        let mut file = writer.into_inner().map_err(|e| {
+            Error::io("cannot spool", place.clone())(spool_err(&spool, e.into_error()))
+        })?;
         let len = file
             .seek(SeekFrom::End(0))
             .map_err(Error::io("cannot spool", place.clone()))?;

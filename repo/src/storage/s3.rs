@@ -132,7 +132,8 @@ struct Inner {
     bucket_name: String,
     /// Normalised: no leading or trailing `/`.
     prefix: String,
-    endpoint: Option<String>,
+    /// `?endpoint=…&path_style=true` as locations print it.
+    query: String,
     part_size: Option<u64>,
     retry: Retry,
 }
@@ -162,7 +163,8 @@ impl S3Store {
             .as_deref()
             .map(|e| e.trim_end_matches('/').to_owned())
             .filter(|e| !e.is_empty());
-        let place = root_location(&cfg.bucket, &prefix, endpoint.as_deref());
+        let query = location_query(endpoint.as_deref(), &cfg.region, cfg.path_style);
+        let place = root_location(&cfg.bucket, &prefix, &query);
         let refused = |message: String| {
             Error::Target {
             place: place.clone(),
@@ -206,16 +208,13 @@ impl S3Store {
                 bucket,
                 bucket_name: cfg.bucket,
                 prefix,
-                endpoint,
+                query,
                 part_size: cfg.part_size,
                 retry: Retry::default(),
             }),
         })
     }
 
-    /// The part size used for an upload of `len` bytes: at least 8 MiB, and
-    /// large enough that `len` needs at most 9,000 parts, rounded up to a MiB.
-    #[must_use]
     /// Starts a multipart upload of `name` and writes its marker (the
     /// temporary that `list` shows and the next run removes).
     fn initiate(&self, name: &str) -> Result<Mode> {
@@ -239,23 +238,43 @@ impl S3Store {
         })
     }
 
+    /// The part size used for an upload of `len` bytes: at least 8 MiB, and
+    /// large enough that `len` needs at most 9,000 parts, rounded up to a MiB.
+    #[must_use]
     pub fn part_size_for(len: u64) -> u64 {
         let needed = len.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB;
         needed.max(MIN_PART)
     }
 }
 
-fn root_location(bucket: &str, prefix: &str, endpoint: Option<&str>) -> String {
+fn root_location(bucket: &str, prefix: &str, query: &str) -> String {
     let mut s = format!("s3://{bucket}");
     if !prefix.is_empty() {
         s.push('/');
         s.push_str(prefix);
     }
-    if let Some(e) = endpoint {
-        s.push_str("?endpoint=");
-        s.push_str(e);
-    }
+    s.push_str(query);
     s
+}
+
+/// The query a location is printed with, as a target URL takes it (so a
+/// printed location can be pasted back): endpoint, region, path style.
+fn location_query(endpoint: Option<&str>, region: &str, path_style: bool) -> String {
+    let mut q = Vec::new();
+    if let Some(e) = endpoint {
+        q.push(format!("endpoint={e}"));
+    }
+    if !region.is_empty() && region != "us-east-1" {
+        q.push(format!("region={region}"));
+    }
+    if path_style {
+        q.push("path_style=true".into());
+    }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
 }
 
 impl Inner {
@@ -282,7 +301,7 @@ impl Inner {
     }
 
     fn root_place(&self) -> String {
-        root_location(&self.bucket_name, &self.prefix, None)
+        root_location(&self.bucket_name, &self.prefix, "")
     }
 
     /// Maps a `rust-s3` failure on `place` to the crate's error.
@@ -576,7 +595,7 @@ fn is_md5_etag(etag: &str) -> bool {
 impl ObjectStore for S3Store {
     fn location(&self) -> String {
         let i = &self.inner;
-        root_location(&i.bucket_name, &i.prefix, i.endpoint.as_deref())
+        root_location(&i.bucket_name, &i.prefix, &i.query)
     }
 
     fn exists(&self) -> Result<bool> {
@@ -1129,7 +1148,7 @@ mod tests {
         assert!(!format!("{store:?}").contains("very-secret"));
         assert_eq!(
             store.location(),
-            "s3://b/srv/x?endpoint=http://127.0.0.1:9000"
+            "s3://b/srv/x?endpoint=http://127.0.0.1:9000&path_style=true"
         );
         assert_eq!(store.inner.place("n"), "s3://b/srv/x/n");
     }
@@ -1159,7 +1178,7 @@ mod tests {
         let store = S3Store::new(cfg).unwrap();
         assert_eq!(
             store.location(),
-            "s3://bkt/a/b?endpoint=http://127.0.0.1:9000"
+            "s3://bkt/a/b?endpoint=http://127.0.0.1:9000&region=eu-1&path_style=true"
         );
     }
 

@@ -185,6 +185,38 @@ fn conflicts<O: ObjectStore>(
     Ok(found)
 }
 
+/// `mailvault unlock`: removes every lock object except those of live
+/// processes on this host; returns how each removed one named its holder.
+pub(crate) fn remove_all_but_live_local<O: ObjectStore>(store: &O) -> Result<Vec<String>> {
+    let host = hostname();
+    let mut removed = Vec::new();
+    for (name, size) in store.list()? {
+        if !name.starts_with(LOCK_PREFIX) {
+            continue;
+        }
+        let info = if size <= MAX_LOCK_OBJECT {
+            store
+                .read_range(&name, 0, MAX_LOCK_OBJECT)
+                .ok()
+                .and_then(|b| LockInfo::parse(&String::from_utf8_lossy(&b)))
+        } else {
+            None
+        };
+        if let Some(i) = &info
+            && i.host == host
+            && std::path::Path::new(&format!("/proc/{}", i.pid)).exists()
+        {
+            continue;
+        }
+        match store.remove(&name) {
+            Ok(()) | Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        removed.push(info.map_or_else(|| format!("{name} (unreadable)"), |i| i.describe()));
+    }
+    Ok(removed)
+}
+
 fn refused<O: ObjectStore>(store: &O, holders: &[LockInfo]) -> Error {
     let holder = holders
         .iter()
