@@ -73,7 +73,7 @@ big=$WORK/store-$BIG_MESSAGES
 [ -d "$big" ] || { echo "==> generating $BIG_MESSAGES messages"; "$MV" sample-store --domains 5 --users 20 --messages "$BIG_MESSAGES" --seed 4 "$big" >/dev/null; }
 echo "==> 3. one user from a remote encrypted volume"
 BIGS3=${S3/bench-$$/bench-$$-big}
-"$MV" backup full -q --install-dir "$big" --target "$BIGS3" --key "$KEY" --split-size 3G --spool-dir "$WORK"
+"$MV" backup full -q --install-dir "$big" --target "$BIGS3" --key "$KEY" --split-size 3G --spool-dir "$WORK" --json > "$WORK/big.json"
 # The user's compressed size, from a plain local backup of the same store
 # (the same deflate output, entry for entry).
 rm -rf "$WORK/t-big-plain"
@@ -89,9 +89,8 @@ print(total)
 PY
 )
 rm -rf "$WORK/t-big-plain"
-obj=$(curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  "$MAILVAULT_TEST_S3_ENDPOINT/$MAILVAULT_TEST_S3_BUCKET?list-type=2&prefix=bench-$$-big/F" \
-  | grep -o '<Key>[^<]*zip.enc</Key>' | head -1 | sed 's/<[^>]*>//g')
+# The encrypted volume's object key: s3://bucket/KEY?endpoint=...
+obj=$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["volumes"][0]; print(v.split("?")[0].split("/",3)[3])' "$WORK/big.json")
 vol_size=$(curl -sfI --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
   "$MAILVAULT_TEST_S3_ENDPOINT/$MAILVAULT_TEST_S3_BUCKET/$obj" | tr -d '\r' | awk 'tolower($1)=="content-length:"{print $2}')
 run download-whole-volume curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \

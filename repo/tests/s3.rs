@@ -122,7 +122,10 @@ fn location_names_bucket_prefix_and_endpoint_without_credentials() {
     let store = S3Store::new(config(&s, "/a/b/")).unwrap();
     assert_eq!(
         store.location(),
-        format!("s3://{}/a/b?endpoint={}", s.bucket, s.endpoint)
+        format!(
+            "s3://{}/a/b?endpoint={}&path_style=true",
+            s.bucket, s.endpoint
+        )
     );
     let shown = format!("{store:?} {:?}", config(&s, "a"));
     assert!(!shown.contains(&s.secret), "{shown}");

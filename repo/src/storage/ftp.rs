@@ -925,11 +925,18 @@ impl ObjectStore for FtpStore {
     fn put_small(&self, name: &str, bytes: &[u8]) -> Result<()> {
         let inner = &self.inner;
         let path = inner.path_checked(name)?;
+        // Written beside and renamed over the old one (rename(2) on the
+        // server replaces in one step): a lock object rewritten in place
+        // would be empty for a moment, and another run reading it then
+        // would not see the lock.
+        let part = format!("{name}.new");
+        let part_path = inner.path_checked(&part)?;
         inner.retried(name, "STOR", false, |f, _| {
-            let mut s = f.put_with_stream(&path)?;
+            let mut s = f.put_with_stream(&part_path)?;
             s.write_all(bytes).map_err(FtpError::ConnectionError)?;
             s.finish()
-        })
+        })?;
+        inner.retried(name, "RNFR/RNTO", false, |f, _| f.rename(&part_path, &path))
     }
 
     fn begin(&self, name: &str, len: u64) -> Result<Box<dyn Upload>> {
