@@ -91,9 +91,9 @@ PY
 rm -rf "$WORK/t-big-plain"
 # The encrypted volume's object key: s3://bucket/KEY?endpoint=...
 obj=$(python3 -c 'import json,sys; v=json.load(open(sys.argv[1]))["volumes"][0]; print(v.split("?")[0].split("/",3)[3])' "$WORK/big.json")
-vol_size=$(curl -sfI --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+vol_size=$(curl -sfI -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
   "$MAILVAULT_TEST_S3_ENDPOINT/$MAILVAULT_TEST_S3_BUCKET/$obj" | tr -d '\r' | awk 'tolower($1)=="content-length:"{print $2}')
-run download-whole-volume curl -sf --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+run download-whole-volume curl -sf -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" --aws-sigv4 "aws:amz:us-east-1:s3" --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
   -o /dev/null "$MAILVAULT_TEST_S3_ENDPOINT/$MAILVAULT_TEST_S3_BUCKET/$obj"
 dl_s=$secs
 rm -rf "$WORK/r-user"

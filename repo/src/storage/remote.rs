@@ -217,6 +217,52 @@ pub struct Remote<O> {
     spool: PathBuf,
     ttl: Duration,
     progress: Option<Arc<dyn Fn(u64) + Send + Sync>>,
+    cache: Arc<RangeCache>,
+}
+
+/// Ranges recently fetched, shared by every reader of this target: a
+/// restore opens a volume several times (to check the set, to plan, to
+/// read entries) and each reads the same central directory. Published
+/// objects never change (commits never replace), so a cached range stays
+/// right. Bounded to [`CACHE_BYTES`], oldest dropped first.
+#[derive(Default)]
+struct RangeCache {
+    ranges: std::sync::Mutex<std::collections::VecDeque<(String, u64, Arc<Vec<u8>>)>>,
+}
+
+/// Bytes the range cache may hold.
+const CACHE_BYTES: usize = 32 << 20;
+
+impl RangeCache {
+    /// A cached range of `name` holding `pos`.
+    fn get(&self, name: &str, pos: u64) -> Option<(u64, Arc<Vec<u8>>)> {
+        let ranges = self.ranges.lock().ok()?;
+        ranges
+            .iter()
+            .rev()
+            .find(|(n, start, b)| n == name && *start <= pos && pos < start + b.len() as u64)
+            .map(|(_, start, b)| (*start, Arc::clone(b)))
+    }
+
+    fn put(&self, name: &str, start: u64, bytes: Arc<Vec<u8>>) {
+        let Ok(mut ranges) = self.ranges.lock() else {
+            return;
+        };
+        ranges.push_back((name.to_string(), start, bytes));
+        let mut total: usize = ranges.iter().map(|(_, _, b)| b.len()).sum();
+        while total > CACHE_BYTES
+            && let Some((_, _, b)) = ranges.pop_front()
+        {
+            total -= b.len();
+        }
+    }
+
+    /// Forgets `name` (removed: a later object of that name is another).
+    fn forget(&self, name: &str) {
+        if let Ok(mut ranges) = self.ranges.lock() {
+            ranges.retain(|(n, _, _)| n != name);
+        }
+    }
 }
 
 impl<O: ObjectStore> std::fmt::Debug for Remote<O> {
@@ -244,6 +290,7 @@ impl<O: ObjectStore + 'static> Remote<O> {
             spool,
             ttl,
             progress: None,
+            cache: Arc::default(),
         }
     }
 
@@ -348,10 +395,11 @@ impl<O: ObjectStore + 'static> Storage for Remote<O> {
         let len = self.store.size(name)?;
         Ok(Box::new(RangeReader {
             store: Arc::clone(&self.store),
+            cache: Arc::clone(&self.cache),
             name: name.to_string(),
             len,
             pos: 0,
-            buf: Vec::new(),
+            buf: Arc::default(),
             buf_start: 0,
             window: MIN_WINDOW,
         }))
@@ -372,6 +420,7 @@ impl<O: ObjectStore + 'static> Storage for Remote<O> {
     }
 
     fn remove(&self, name: &str) -> Result<()> {
+        self.cache.forget(name);
         self.store.remove(name)
     }
 
@@ -608,18 +657,19 @@ impl<O: ObjectStore> Drop for SpoolPending<O> {
 }
 
 const MIN_WINDOW: u64 = 64 << 10;
-const MAX_WINDOW: u64 = 16 << 20;
+const MAX_WINDOW: u64 = 4 << 20;
 
 /// Reads an object by ranges. The read-ahead window starts at 64 KiB and
-/// doubles while reads stay sequential (up to 16 MiB), and falls back on a
+/// doubles while reads stay sequential (up to 4 MiB), and falls back on a
 /// seek, so a restore of one mailbox fetches little more than its entries
 /// and the metadata, and a whole-volume read runs at full speed.
 struct RangeReader<O: ObjectStore> {
     store: Arc<O>,
+    cache: Arc<RangeCache>,
     name: String,
     len: u64,
     pos: u64,
-    buf: Vec<u8>,
+    buf: Arc<Vec<u8>>,
     buf_start: u64,
     window: u64,
 }
@@ -642,25 +692,31 @@ impl<O: ObjectStore> Read for RangeReader<O> {
             } else {
                 MIN_WINDOW
             };
-            let want = self.window.max(out.len() as u64).min(self.len - self.pos);
-            let bytes = self
-                .store
-                .read_range(&self.name, self.pos, want)
-                .map_err(std::io::Error::other)?;
-            if bytes.is_empty() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "{}: the object ended at {} bytes, shorter than its listed size {}",
-                        describe(&self.store.location(), &self.name),
-                        self.pos,
-                        self.len
-                    ),
-                ));
+            if let Some((start, bytes)) = self.cache.get(&self.name, self.pos) {
+                self.buf = bytes;
+                self.buf_start = start;
+            } else {
+                let want = self.window.max(out.len() as u64).min(self.len - self.pos);
+                let bytes = self
+                    .store
+                    .read_range(&self.name, self.pos, want)
+                    .map_err(std::io::Error::other)?;
+                if bytes.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "{}: the object ended at {} bytes, shorter than its listed size {}",
+                            describe(&self.store.location(), &self.name),
+                            self.pos,
+                            self.len
+                        ),
+                    ));
+                }
+                FETCHED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                self.buf = Arc::new(bytes);
+                self.buf_start = self.pos;
+                self.cache.put(&self.name, self.pos, Arc::clone(&self.buf));
             }
-            FETCHED.fetch_add(bytes.len() as u64, Ordering::Relaxed);
-            self.buf = bytes;
-            self.buf_start = self.pos;
         }
         let at = usize::try_from(self.pos - self.buf_start).map_err(std::io::Error::other)?;
         let n = out.len().min(self.buf.len() - at);
