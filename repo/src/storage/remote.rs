@@ -227,8 +227,11 @@ pub struct Remote<O> {
 /// right. Bounded to [`CACHE_BYTES`], oldest dropped first.
 #[derive(Default)]
 struct RangeCache {
-    ranges: std::sync::Mutex<std::collections::VecDeque<(String, u64, Arc<Vec<u8>>)>>,
+    ranges: std::sync::Mutex<std::collections::VecDeque<CachedRange>>,
 }
+
+/// Object name, offset, bytes.
+type CachedRange = (String, u64, Arc<Vec<u8>>);
 
 /// Bytes the range cache may hold.
 const CACHE_BYTES: usize = 32 << 20;
