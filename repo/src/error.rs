@@ -246,8 +246,14 @@ impl Error {
             Self::NoBackups { passed, .. } if passed.iter().any(|p| p.kind == Some(ProblemKind::Hostile)) => {
                 "the archives hold entries no restore may write: they were made or altered by something else; do not use them".into()
             }
+            Self::NoBackups { place, .. } if place.contains("://") => {
+                "the target holds no backup: check the URL's prefix (`mailvault list URL`), and give --key if its backups are encrypted".into()
+            }
             Self::NoBackups { .. } => {
                 "give the backup directory (default /opt/kerio/mailserver/store/backup) or an archive file".into()
+            }
+            Self::NotFound(place) if place.contains("://") => {
+                "check the target URL: its bucket (or FTP directory) and prefix must exist and hold backups; `mailvault list URL` shows what is there".into()
             }
             Self::NotFound(_) => {
                 "check the path: give the backup directory (default /opt/kerio/mailserver/store/backup) or one of its archive files".into()

@@ -317,6 +317,23 @@ fn local_directory_target_plain_and_encrypted_with_nothing_in_the_clear() {
         seen += 1;
     }
     assert_eq!(seen, 1);
+    // A plain archive put beside the encrypted one under its name is named,
+    // not hidden behind it.
+    let enc = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".zip.enc"))
+        .unwrap();
+    let plain = PathBuf::from(enc.to_string_lossy().trim_end_matches(".enc"));
+    std::fs::copy(t.path("users.cfg"), &plain).unwrap();
+    let out = mv(&["list", dir.to_str().unwrap()], Some(&k));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("plain archive beside"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -77,6 +77,16 @@ impl Encrypted {
             .filter(|n| !n.starts_with('.') && n.ends_with(".zip.enc"))
         {
             let place = self.inner.describe(n);
+            // A plain archive under the same name would be hidden behind the
+            // encrypted one: something else put it there; say so.
+            if let Some(plain) = n.strip_suffix(SUFFIX)
+                && names.iter().any(|m| m == plain)
+            {
+                return Err(Error::Request(format!(
+                    "{} is a plain archive beside the encrypted {place} of the same name: it was not written with this key; move it out of the repository",
+                    self.inner.describe(plain)
+                )));
+            }
             let mut head = Vec::with_capacity(HEADER_LEN);
             match self.inner.open(n) {
                 Ok(mut r) => {
