@@ -357,6 +357,27 @@ impl S3Location {
     }
 }
 
+impl S3Location {
+    /// The S3 configuration this location names, with its keys (from the
+    /// URL, a credentials file or the environment).
+    ///
+    /// # Errors
+    /// No credentials found, or an unusable credentials file.
+    pub fn config(&self) -> Result<crate::storage::s3::S3Config> {
+        let (access_key, secret_key) = self.keys()?;
+        Ok(crate::storage::s3::S3Config {
+            bucket: self.bucket.clone(),
+            prefix: self.prefix.clone(),
+            endpoint: self.endpoint.clone(),
+            region: self.region.clone(),
+            path_style: self.path_style,
+            access_key,
+            secret_key,
+            part_size: None,
+        })
+    }
+}
+
 impl FtpLocation {
     /// The password: from the URL, else `credentials=FILE` or
     /// `MAILVAULT_CREDENTIALS` (`password = ...`), else
@@ -455,6 +476,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("secret"), "{err}");
+    }
+
+    #[test]
+    fn config_from_a_target_url() {
+        let Target::S3(loc) = Target::parse(
+            "s3://AK:sec%2Fret@bkt/a/b/?endpoint=http://127.0.0.1:9000&region=eu-1&path_style=true",
+        )
+        .unwrap() else {
+            panic!("not an s3 target")
+        };
+        let cfg = loc.config().unwrap();
+        assert_eq!(
+            (
+                cfg.bucket.as_str(),
+                cfg.prefix.as_str(),
+                cfg.region.as_str()
+            ),
+            ("bkt", "a/b", "eu-1")
+        );
+        assert!(cfg.path_style);
+        assert_eq!(
+            (cfg.access_key.as_str(), cfg.secret_key.as_str()),
+            ("AK", "sec/ret")
+        );
+        let store = crate::storage::s3::S3Store::new(cfg).unwrap();
+        use crate::storage::remote::ObjectStore as _;
+        assert_eq!(
+            store.location(),
+            "s3://bkt/a/b?endpoint=http://127.0.0.1:9000&region=eu-1&path_style=true"
+        );
     }
 
     #[test]
@@ -560,9 +611,7 @@ impl Target {
                 Ok(remote(store, opts))
             }
             Self::S3(l) => {
-                let store = crate::storage::s3::S3Store::new(
-                    crate::storage::s3::S3Config::from_location(l)?,
-                )?;
+                let store = crate::storage::s3::S3Store::new(l.config()?)?;
                 Ok(remote(store, opts))
             }
         }

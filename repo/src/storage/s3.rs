@@ -36,7 +36,6 @@ use s3::serde_types::Part;
 use super::TEMP_PREFIX;
 use super::remote::{LOCK_PREFIX, ObjectStore, OnBytes, Retry, Upload};
 use crate::error::{Error, Result};
-use crate::target::S3Location;
 
 const MIB: u64 = 1024 * 1024;
 /// The smallest part this store uses (S3's own minimum is 5 MiB).
@@ -83,27 +82,6 @@ pub struct S3Config {
     /// least 8 MiB, at most 9,000 parts). Tests set a small one; values
     /// below S3's 5 MiB minimum are raised to it.
     pub part_size: Option<u64>,
-}
-
-impl S3Config {
-    /// The configuration a parsed `s3://` target names, with its keys (from
-    /// the URL, a credentials file or the environment).
-    ///
-    /// # Errors
-    /// No credentials found, or an unusable credentials file.
-    pub fn from_location(loc: &S3Location) -> Result<Self> {
-        let (access_key, secret_key) = loc.keys()?;
-        Ok(Self {
-            bucket: loc.bucket.clone(),
-            prefix: loc.prefix.clone(),
-            endpoint: loc.endpoint.clone(),
-            region: loc.region.clone(),
-            path_style: loc.path_style,
-            access_key,
-            secret_key,
-            part_size: None,
-        })
-    }
 }
 
 impl std::fmt::Debug for S3Config {
@@ -1151,35 +1129,6 @@ mod tests {
             "s3://b/srv/x?endpoint=http://127.0.0.1:9000&path_style=true"
         );
         assert_eq!(store.inner.place("n"), "s3://b/srv/x/n");
-    }
-
-    #[test]
-    fn config_from_a_target_url() {
-        let crate::target::Target::S3(loc) = crate::target::Target::parse(
-            "s3://AK:sec%2Fret@bkt/a/b/?endpoint=http://127.0.0.1:9000&region=eu-1&path_style=true",
-        )
-        .unwrap() else {
-            panic!("not an s3 target")
-        };
-        let cfg = S3Config::from_location(&loc).unwrap();
-        assert_eq!(
-            (
-                cfg.bucket.as_str(),
-                cfg.prefix.as_str(),
-                cfg.region.as_str()
-            ),
-            ("bkt", "a/b", "eu-1")
-        );
-        assert!(cfg.path_style);
-        assert_eq!(
-            (cfg.access_key.as_str(), cfg.secret_key.as_str()),
-            ("AK", "sec/ret")
-        );
-        let store = S3Store::new(cfg).unwrap();
-        assert_eq!(
-            store.location(),
-            "s3://bkt/a/b?endpoint=http://127.0.0.1:9000&region=eu-1&path_style=true"
-        );
     }
 
     #[test]
