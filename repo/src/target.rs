@@ -136,9 +136,22 @@ impl Target {
             return Ok(Self::Local(PathBuf::from(s)));
         };
         let url = url::Url::parse(s).map_err(|e| bad(s, e))?;
+        // Percent-decoding only (RFC 3986), not form data: a `+` in a file
+        // name or endpoint stays a `+`.
+        let pct = |v: &str| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
         let query: Vec<(String, String)> = url
-            .query_pairs()
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                (pct(k), pct(v))
+            })
             .collect();
         let get = |k: &str| query.iter().find(|(q, _)| q == k).map(|(_, v)| v.clone());
         let known = |allowed: &[&str]| -> Result<()> {
@@ -182,7 +195,7 @@ impl Target {
                 };
                 Ok(Self::S3(S3Location {
                     bucket,
-                    prefix: url.path().trim_matches('/').to_string(),
+                    prefix: decode(url.path()).trim_matches('/').to_string(),
                     endpoint: get("endpoint"),
                     region: get("region").unwrap_or_else(|| DEFAULT_REGION.into()),
                     path_style,
@@ -435,6 +448,13 @@ mod tests {
         );
         assert!(!format!("{t:?}").contains("sec"));
 
+        let Target::S3(sp) =
+            Target::parse("s3://b/my%20backups/a+b?credentials=/tmp/c+d.cred").unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(sp.prefix, "my backups/a+b");
+        assert_eq!(sp.credentials.as_deref(), Some(Path::new("/tmp/c+d.cred")));
         let plus = Target::parse("ftp://u:Rev7+pass%2Fword@h/a+b").unwrap();
         let Target::Ftp(p) = &plus else { panic!() };
         assert_eq!(p.password().unwrap(), "Rev7+pass/word", "+ is a plus");

@@ -50,9 +50,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Backup(a) => backup(a, quiet),
         Command::List { dir, key, json } => {
-            let storage = open_target(&dir, &key, None, None)?;
-            let listing = Repository::from_arc(storage).listing()?;
-            printer::list(&listing, json)?;
+            let repo = Repository::from_arc(open_target(&dir, &key, None, None)?);
+            // Readers share the lock; a writer's temporaries are its work in
+            // progress, not leftovers: the listing says who is writing.
+            let (lock, busy) = match repo.lock(LockMode::Shared, "list") {
+                Ok(l) => (Some(l), None),
+                Err(mailvault_repo::Error::Locked { holder, .. }) => (None, Some(holder)),
+                Err(mailvault_repo::Error::NotFound(_)) => (None, None),
+                Err(e) => return Err(e.into()),
+            };
+            let listing = repo.listing()?;
+            drop(lock);
+            printer::list(&listing, busy.as_deref(), json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { target, key, json } => verify(&target, &key, json, quiet),

@@ -272,7 +272,9 @@ pub struct ChainJson {
 }
 
 /// `mailvault list`.
-pub fn list(l: &Listing, as_json: bool) -> anyhow::Result<()> {
+/// `busy`: who holds the repository for writing right now (its temporaries
+/// are then work in progress, not leftovers).
+pub fn list(l: &Listing, busy: Option<&str>, as_json: bool) -> anyhow::Result<()> {
     let c = group(l.sets.clone());
     let leftovers = l.leftovers();
     let future: Vec<&SetInfo> = l.sets.iter().filter(|s| s.in_future).collect();
@@ -283,6 +285,8 @@ pub fn list(l: &Listing, as_json: bool) -> anyhow::Result<()> {
             orphans: Vec<SetJson>,
             not_backups: Vec<SetJson>,
             leftovers: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            in_use_by: Option<&'a str>,
         }
         return json(&L {
             chains: c
@@ -301,6 +305,7 @@ pub fn list(l: &Listing, as_json: bool) -> anyhow::Result<()> {
                 .map(set_json)
                 .collect(),
             leftovers: &leftovers,
+            in_use_by: busy,
         });
     }
     let mut out = String::new();
@@ -346,7 +351,17 @@ pub fn list(l: &Listing, as_json: bool) -> anyhow::Result<()> {
     if c.chains.is_empty() && c.orphans.is_empty() {
         let _ = writeln!(out, "(no backups)");
     }
-    if !leftovers.is_empty() {
+    if let Some(holder) = busy {
+        let _ = writeln!(
+            out,
+            "in use by another run: {holder}; what it is writing is not a backup yet{}",
+            if leftovers.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", leftovers.join(", "))
+            }
+        );
+    } else if !leftovers.is_empty() {
         let _ = writeln!(
             out,
             "leftovers of interrupted runs (not backups; the next backup or rotation removes them): {}",

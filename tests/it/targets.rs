@@ -683,6 +683,21 @@ fn two_writers_the_second_names_the_first_and_a_killed_holder_or_an_expired_lock
     // A reader is refused too while a writer holds the target.
     let out = mv(&["verify", &url], None);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    // `list` still lists, and says who is writing (its temporaries are work
+    // in progress, not leftovers of an interrupted run).
+    let l = listing(&url, None);
+    assert!(
+        l["in_use_by"]
+            .as_str()
+            .is_some_and(|h| h.contains("backup full")),
+        "{l}"
+    );
+    let out = mv_ok(&["list", &url], None);
+    assert!(
+        stdout(&out).contains("in use by another run") && !stdout(&out).contains("interrupted"),
+        "{}",
+        stdout(&out)
+    );
 
     // kill -9: the holder's lock is dead at once on this host.
     first.kill().unwrap();

@@ -356,19 +356,30 @@ impl EncryptedPending {
     }
 }
 
+/// A local spool failure named as such (it is not the target's disk).
+fn spool_err(place: &str, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!("plaintext spool file in {place} (--spool-dir, MAILVAULT_SPOOL_DIR): {e}"),
+    )
+}
+
 impl Write for EncryptedPending {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.spool()?.write(buf)
+        let r = self.spool()?.write(buf);
+        r.map_err(|e| spool_err(&self.spool_place, e))
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.spool()?.flush()
+        let r = self.spool()?.flush();
+        r.map_err(|e| spool_err(&self.spool_place, e))
     }
 }
 
 impl Seek for EncryptedPending {
     fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
-        self.spool()?.seek(pos)
+        let r = self.spool()?.seek(pos);
+        r.map_err(|e| spool_err(&self.spool_place, e))
     }
 }
 

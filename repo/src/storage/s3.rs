@@ -275,11 +275,11 @@ impl Inner {
 
     /// An object as named in messages: `s3://bucket/prefix/name`.
     fn place(&self, name: &str) -> String {
-        format!("s3://{}/{}", self.bucket_name, self.key(name))
+        format!("s3://{}/{}{}", self.bucket_name, self.key(name), self.query)
     }
 
     fn root_place(&self) -> String {
-        root_location(&self.bucket_name, &self.prefix, "")
+        root_location(&self.bucket_name, &self.prefix, &self.query)
     }
 
     /// Maps a `rust-s3` failure on `place` to the crate's error.
@@ -1128,7 +1128,10 @@ mod tests {
             store.location(),
             "s3://b/srv/x?endpoint=http://127.0.0.1:9000&path_style=true"
         );
-        assert_eq!(store.inner.place("n"), "s3://b/srv/x/n");
+        assert_eq!(
+            store.inner.place("n"),
+            "s3://b/srv/x/n?endpoint=http://127.0.0.1:9000&path_style=true"
+        );
     }
 
     #[test]
