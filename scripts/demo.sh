@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample install: a full backup, a change, a
 # differential backup, the chain listed and verified, and a targeted restore
-# of one folder (John's INBOX) from the chain with kmsrecover. Works on a scratch copy under
+# of one folder (John's INBOX) from the chain with kmsrecover; then an
+# encrypted full to a second directory standing in for an off-site target.
+# Works on a scratch copy under
 # $DEMO_DIR (default: a new temporary directory); samples/ is never modified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +44,13 @@ rm -rf "$inbox"
 "$kms" --install-dir "$install" -d example.com -u john -f INBOX "$backups"
 ls "$inbox/#msgs" | wc -l | xargs echo "messages back in John's INBOX:"
 test -f "$inbox/#msgs/00000100.eml" && echo "the message that arrived after the full is back too"
+
+echo "==> off-site and encrypted: the same chain to a second directory (S3 and FTP work the same way: docs/targets.md)"
+offsite=$work/offsite
+rm -rf "$offsite" "$work/demo.key"
+"$mv" key generate --out "$work/demo.key"
+"$mv" backup full --install-dir "$install" --target "$offsite" --key "$work/demo.key" -q
+ls "$offsite"
+"$mv" list "$offsite" --key "$work/demo.key"
+"$mv" verify "$offsite" --key "$work/demo.key" -q && echo "the encrypted chain verifies"
 echo "demo files are in $work"
