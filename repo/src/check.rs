@@ -84,6 +84,33 @@ struct Seen {
 /// missing, which is then a problem).
 #[must_use]
 pub fn load(storage: &dyn Storage, info: SetInfo, base: Option<&LoadedSet>) -> LoadedSet {
+    let mut out = load_all(storage, info, base);
+    drop_repeats(&mut out.problems);
+    out
+}
+
+/// One failure found twice (the set's status when it was listed, then the
+/// volume opened again) is reported once: a problem whose message ends
+/// with another's, about the same archive and entry, is that one again.
+fn drop_repeats(problems: &mut Vec<Problem>) {
+    let all = problems.clone();
+    let mut kept: Vec<Problem> = Vec::with_capacity(all.len());
+    for (i, p) in all.iter().enumerate() {
+        let repeat = all.iter().enumerate().any(|(j, q)| {
+            j != i
+                && q.archive == p.archive
+                && q.entry == p.entry
+                && ((p.message.len() > q.message.len() && p.message.ends_with(&q.message))
+                    || (p.message == q.message && j < i))
+        });
+        if !repeat {
+            kept.push(p.clone());
+        }
+    }
+    *problems = kept;
+}
+
+fn load_all(storage: &dyn Storage, info: SetInfo, base: Option<&LoadedSet>) -> LoadedSet {
     let mut out = LoadedSet {
         catalog: Catalog::default(),
         catalog_read: false,

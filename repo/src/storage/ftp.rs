@@ -339,7 +339,8 @@ fn code(e: &FtpError) -> Option<u32> {
 /// Whether the control connection is still in step after `e` (the server
 /// answered; nothing is half-read).
 fn keeps_connection(e: &FtpError) -> bool {
-    matches!(e, FtpError::UnexpectedResponse(r) if r.status.code() != 421)
+    matches!(e, FtpError::UnexpectedResponse(r)
+        if r.status.code() != 421 && !reply_text(r).contains("OOPS"))
 }
 
 fn reply_text(r: &suppaftp::types::Response) -> String {
@@ -394,6 +395,11 @@ impl Inner {
                 let text = reply_text(r);
                 match c {
                     421 | 425 | 426 | 450 | 451 => {
+                        self.target(name, format!("{what}: the server answered `{text}`"), None, true)
+                    }
+                    // vsftpd's "500 OOPS: …": its session process failed
+                    // (killed, out of resources); a new session may work.
+                    500 if text.contains("OOPS") => {
                         self.target(name, format!("{what}: the server answered `{text}`"), None, true)
                     }
                     530 => self.target(
