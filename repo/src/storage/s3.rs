@@ -388,17 +388,24 @@ impl Inner {
             now.minute(),
             now.second()
         );
-        let crc = base64::engine::general_purpose::STANDARD
-            .encode(crc32fast::hash(chunk).to_be_bytes());
+        let crc =
+            base64::engine::general_purpose::STANDARD.encode(crc32fast::hash(chunk).to_be_bytes());
         let creds = b.credentials()?;
         let name = http::HeaderName::from_static;
         let mut headers = http::HeaderMap::new();
         headers.insert(http::header::HOST, b.host().parse()?);
-        headers.insert(http::header::CONTENT_LENGTH, chunk.len().to_string().parse()?);
+        headers.insert(
+            http::header::CONTENT_LENGTH,
+            chunk.len().to_string().parse()?,
+        );
         headers.insert(name("x-amz-content-sha256"), "UNSIGNED-PAYLOAD".parse()?);
         headers.insert(name("x-amz-date"), date.parse()?);
         headers.insert(name("x-amz-checksum-crc32"), crc.parse()?);
-        if let Some(token) = creds.session_token.as_ref().or(creds.security_token.as_ref()) {
+        if let Some(token) = creds
+            .session_token
+            .as_ref()
+            .or(creds.security_token.as_ref())
+        {
             headers.insert(name("x-amz-security-token"), token.parse()?);
         }
         let canonical = signing::canonical_request("PUT", &url, &headers, "UNSIGNED-PAYLOAD")?;
@@ -439,7 +446,10 @@ impl Inner {
             .unwrap_or_default()
             .to_string();
         if !(200..300).contains(&status) {
-            return Err(S3Error::HttpFailWithBody(status, resp.text().unwrap_or_default()));
+            return Err(S3Error::HttpFailWithBody(
+                status,
+                resp.text().unwrap_or_default(),
+            ));
         }
         Ok(Part {
             part_number: number,
