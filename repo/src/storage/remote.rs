@@ -419,6 +419,7 @@ impl<O: ObjectStore + 'static> Storage for Remote<O> {
             early: None,
             no_early: false,
             spool: self.spool.clone(),
+            reported: 0,
         }))
     }
 
@@ -466,6 +467,8 @@ struct SpoolPending<O: ObjectStore> {
     no_early: bool,
     /// The spool directory, named when the local disk fails.
     spool: PathBuf,
+    /// The last settled offset passed to the background sender.
+    reported: u64,
 }
 
 /// A local spool failure named as such (it is not the target's disk).
@@ -488,6 +491,9 @@ struct Early {
 /// Streaming starts once this much is settled (smaller volumes go in one
 /// upload at the end).
 const EARLY_START: u64 = 16 << 20;
+
+/// Settled offsets are passed on when they have grown by this much.
+const EARLY_STEP: u64 = 4 << 20;
 
 impl<O: ObjectStore + 'static> SpoolPending<O> {
     fn writer(&mut self) -> std::io::Result<&mut std::io::BufWriter<File>> {
@@ -566,9 +572,13 @@ impl<O: ObjectStore + 'static> Pending for SpoolPending<O> {
     }
 
     fn settled(&mut self, upto: u64) {
-        if self.no_early || upto < EARLY_START {
+        // Acted on in steps of a few MiB: the writer reports after every
+        // entry, and a flush and a message per small entry cost more than
+        // the overlap gains.
+        if self.no_early || upto < EARLY_START || upto < self.reported + EARLY_STEP {
             return;
         }
+        self.reported = upto;
         // The background reader takes bytes from the file itself.
         if self.writer().and_then(Write::flush).is_err() {
             return;
