@@ -329,6 +329,22 @@ fn credential(pairs: &[(String, String)], key: &str) -> Option<String> {
 /// Environment variable naming a credentials file for any target.
 pub const CREDENTIALS_ENV: &str = "MAILVAULT_CREDENTIALS";
 
+/// `key = value` pairs of a credentials file.
+type Credentials = Vec<(String, String)>;
+
+/// The credentials file a location names (`credentials=FILE`), else the one
+/// `MAILVAULT_CREDENTIALS` names, read; `None` when there is neither.
+fn file_credentials(given: Option<&Path>) -> Result<Option<(PathBuf, Credentials)>> {
+    let Some(file) = given
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os(CREDENTIALS_ENV).map(PathBuf::from))
+    else {
+        return Ok(None);
+    };
+    let pairs = read_credentials(&file)?;
+    Ok(Some((file, pairs)))
+}
+
 impl S3Location {
     /// The access key and secret: from the URL, else `credentials=FILE` or
     /// `MAILVAULT_CREDENTIALS`, else `AWS_ACCESS_KEY_ID` /
@@ -340,12 +356,7 @@ impl S3Location {
         if let Some(k) = &self.inline {
             return Ok(k.clone());
         }
-        let file = self
-            .credentials
-            .clone()
-            .or_else(|| std::env::var_os(CREDENTIALS_ENV).map(PathBuf::from));
-        if let Some(file) = file {
-            let pairs = read_credentials(&file)?;
+        if let Some((file, pairs)) = file_credentials(self.credentials.as_deref())? {
             if let (Some(a), Some(s)) = (
                 credential(&pairs, "aws_access_key_id"),
                 credential(&pairs, "aws_secret_access_key"),
@@ -368,9 +379,7 @@ impl S3Location {
             ))),
         }
     }
-}
 
-impl S3Location {
     /// The S3 configuration this location names, with its keys (from the
     /// URL, a credentials file or the environment).
     ///
@@ -402,12 +411,7 @@ impl FtpLocation {
         if let Some(p) = &self.inline_password {
             return Ok(p.clone());
         }
-        let file = self
-            .credentials
-            .clone()
-            .or_else(|| std::env::var_os(CREDENTIALS_ENV).map(PathBuf::from));
-        if let Some(file) = file {
-            let pairs = read_credentials(&file)?;
+        if let Some((file, pairs)) = file_credentials(self.credentials.as_deref())? {
             return credential(&pairs, "password").ok_or_else(|| {
                 Error::Request(format!(
                     "credentials file `{}` has no `password = ...` line",
