@@ -78,6 +78,16 @@ fn ftp_url(dir: &str, tls: bool) -> Option<String> {
     ))
 }
 
+/// The prefix of an `s3://bucket/prefix?…` URL.
+fn s3_prefix(url: &str) -> String {
+    url.split("://")
+        .nth(1)
+        .and_then(|r| r.split('?').next())
+        .and_then(|r| r.split_once('/'))
+        .map(|(_, p)| p.to_string())
+        .unwrap()
+}
+
 fn s3_store(prefix: &str, endpoint: &str) -> S3Store {
     S3Store::new(S3Config {
         bucket: var("MAILVAULT_TEST_S3_BUCKET").unwrap_or_else(|| "mailvault-test".into()),
@@ -651,13 +661,7 @@ fn two_writers_the_second_names_the_first_and_a_killed_holder_or_an_expired_lock
     let Some(url) = s3_url(&unique("locks")) else {
         return;
     };
-    let prefix = url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split('?').next())
-        .and_then(|r| r.split_once('/'))
-        .map(|(_, p)| p.to_string())
-        .unwrap();
+    let prefix = s3_prefix(&url);
     let endpoint = var("MAILVAULT_TEST_S3_ENDPOINT").unwrap();
     let store = s3_store(&prefix, &endpoint);
     let t = TestInstall::generated(1500, 3);
@@ -856,13 +860,7 @@ fn keep_local_copies_a_missing_base_before_its_differential() {
     let Some(url) = s3_url(&unique("catchup")) else {
         return;
     };
-    let prefix = url
-        .split("://")
-        .nth(1)
-        .and_then(|r| r.split('?').next())
-        .and_then(|r| r.split_once('/'))
-        .map(|(_, p)| p.to_string())
-        .unwrap();
+    let prefix = s3_prefix(&url);
     let store = s3_store(&prefix, &var("MAILVAULT_TEST_S3_ENDPOINT").unwrap());
     let t = TestInstall::sample();
     let k = key(&t);
@@ -908,4 +906,54 @@ fn keep_local_copies_a_missing_base_before_its_differential() {
         "the base full was copied first"
     );
     mv_ok(&["verify", &url], Some(&k));
+}
+
+/// A full spool disk is named as such (not as the target's), exits 1 and
+/// leaves nothing under a final name: the plaintext spool of an encrypted
+/// backup, and the upload spool of a remote target.
+#[test]
+fn a_full_spool_disk_is_named_and_leaves_nothing() {
+    let t = TestInstall::generated(200, 9);
+    let k = key(&t);
+    let disk = SmallDisk::new(t.tmp.path().join("spool"), "1m");
+    let spool = disk.path.to_str().unwrap().to_string();
+    let dir = t.tmp.path().join("offsite");
+    let mut cases = vec![(dir.to_str().unwrap().to_string(), Some(k.clone()))];
+    if let Some(url) = s3_url(&unique("spoolfull")) {
+        cases.push((url, None));
+    }
+    for (url, key) in cases {
+        let out = backup_to(
+            &t,
+            "full",
+            &url,
+            key.as_deref(),
+            &["--spool-dir", &spool, "--compression", "store"],
+        );
+        assert_eq!(out.status.code(), Some(1), "{url}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&spool) && err.contains("--spool-dir"), "{err}");
+        // A target the failed run created is removed again; one that stays
+        // lists no backup.
+        let out = mv(&["list", &url, "--json"], key.as_deref());
+        if out.status.success() {
+            let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert!(sets(&l).is_empty(), "nothing listed as a backup: {l}");
+        } else {
+            assert!(stderr(&out).contains("does not exist"), "{}", stderr(&out));
+        }
+    }
+    assert!(
+        std::fs::read_dir(&dir)
+            .map(|rd| rd
+                .flatten()
+                .all(|e| e.file_name().to_string_lossy().starts_with('.')))
+            .unwrap_or(true),
+        "no archive under a final name"
+    );
+    assert_eq!(
+        std::fs::read_dir(&disk.path).unwrap().count(),
+        0,
+        "the spool is empty"
+    );
 }

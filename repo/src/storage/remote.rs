@@ -559,10 +559,13 @@ impl<O: ObjectStore> Write for SpoolPending<O> {
 
 impl<O: ObjectStore> Seek for SpoolPending<O> {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        // A seek writes out the buffer: the spool's disk may be full here too.
+        let spool = &self.spool;
         self.file
             .as_mut()
             .ok_or_else(|| std::io::Error::other("the object was already uploaded"))?
             .seek(pos)
+            .map_err(|e| spool_err(spool, e))
     }
 }
 
