@@ -52,28 +52,48 @@ store=$WORK/store-$MESSAGES
 [ -d "$store" ] || "$MV" sample-store --domains 5 --users 20 --messages "$MESSAGES" --seed 1 "$store" >/dev/null
 bytes=$(du -sb "$store" | cut -f1)
 find "$store" -type f -print0 | xargs -0 cat > /dev/null
-echo "==> 2. full backup of $MESSAGES messages ($(numfmt --to=iec "$bytes")): local dir, S3, FTP (median of 3)"
-rows=""
-declare -A T
-for enc in plain encrypted; do
-  k=(); [ "$enc" = encrypted ] && k=(--key "$KEY")
-  for where in local s3 ftp; do
-    # Median of three runs, each into a fresh place (single runs on this VM
-    # vary by 10-20 %).
-    ts=()
-    for r in 1 2 3; do
-      case $where in
-        local) dest=$WORK/t-local-$enc; rm -rf "$dest"; url=$dest ;;
-        s3) url=${S3/bench-$$/bench-$$-$enc-r$r} ;;
-        ftp) url=$FTP-$enc-r$r ;;
-      esac
-      run "backup-$where-$enc-$r" "$MV" backup full -q --install-dir "$store" --target "$url" --spool-dir "$WORK" "${k[@]}"
-      ts+=("$secs")
+# backups TABLE [PREFIX...]: the full backup, local / S3 / FTP, plain and
+# encrypted, median of three, each run prefixed by PREFIX (e.g. taskset);
+# appends the table's rows to the variable named TABLE.
+backups() {
+  local table=$1; shift
+  local enc where r dest url k ts
+  declare -A T
+  for enc in plain encrypted; do
+    k=(); [ "$enc" = encrypted ] && k=(--key "$KEY")
+    for where in local s3 ftp; do
+      # Median of three runs, each into a fresh place (single runs on this VM
+      # vary by 10-20 %).
+      ts=()
+      for r in 1 2 3; do
+        case $where in
+          local) dest=$WORK/t-local-$enc; rm -rf "$dest"; url=$dest ;;
+          s3) url=${S3/bench-$$/bench-$$-$table-$enc-r$r} ;;
+          ftp) url=$FTP-$table-$enc-r$r ;;
+        esac
+        run "backup-$table-$where-$enc-$r" "$@" "$MV" backup full -q --install-dir "$store" --target "$url" --spool-dir "$WORK" "${k[@]}"
+        ts+=("$secs")
+      done
+      T[$where-$enc]=$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p)
     done
-    T[$where-$enc]=$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p)
+    printf -v "$table" '%s| %s | %s s | %s s (**%s×**) | %s s (**%s×**) |\n' "${!table}" "$enc" \
+      "${T[local-$enc]}" "${T[s3-$enc]}" "$(ratio "${T[s3-$enc]}" "${T[local-$enc]}")" \
+      "${T[ftp-$enc]}" "$(ratio "${T[ftp-$enc]}" "${T[local-$enc]}")"
   done
-  rows+="| $enc | ${T[local-$enc]} s | ${T[s3-$enc]} s (**$(ratio "${T[s3-$enc]}" "${T[local-$enc]}")×**) | ${T[ftp-$enc]} s (**$(ratio "${T[ftp-$enc]}" "${T[local-$enc]}")×**) |"$'\n'
-done
+}
+echo "==> 2a. full backup of $MESSAGES messages ($(numfmt --to=iec "$bytes")): local dir, S3, FTP (median of 3), servers sharing both cores"
+shared=""
+backups shared
+# 2b. The same with the servers on a core of their own, as a target on
+# another machine would be: the backup (local or remote) gets core 0, the
+# S3 and FTP servers (and every thread or child they start) core 1.
+echo "==> 2b. the same, backup on core 0, servers on core 1"
+taskset -apc 1 "$(cat target/servers/s3.pid)" >/dev/null
+for f in target/servers/ftp/*.pid; do taskset -apc 1 "$(cat "$f")" >/dev/null; done
+apart=""
+backups apart taskset -c 0
+taskset -apc 0,1 "$(cat target/servers/s3.pid)" >/dev/null
+for f in target/servers/ftp/*.pid; do taskset -apc 0,1 "$(cat "$f")" >/dev/null; done
 
 big=$WORK/store-$BIG_MESSAGES
 [ -d "$big" ] || { echo "==> generating $BIG_MESSAGES messages"; "$MV" sample-store --domains 5 --users 20 --messages "$BIG_MESSAGES" --seed 4 "$big" >/dev/null; }
@@ -119,11 +139,17 @@ rm -rf "$WORK/r-user"
   echo "$crypt"
   echo '```'
   echo
-  echo "Full backup of $MESSAGES messages ($(numfmt --to=iec "$bytes")), to a local directory and over loopback (median of three runs each):"
+  echo "Full backup of $MESSAGES messages ($(numfmt --to=iec "$bytes")), to a local directory and over loopback (median of three runs each), the servers sharing the backup's two cores:"
   echo
   echo "| | local dir | S3 (s3s-fs) | FTP (vsftpd) |"
   echo "|---|---|---|---|"
-  printf '%s' "$rows"
+  printf '%s' "$shared"
+  echo
+  echo "The same with the backup on core 0 and the servers on core 1 (as a target on another machine would be):"
+  echo
+  echo "| | local dir | S3 (s3s-fs) | FTP (vsftpd) |"
+  echo "|---|---|---|---|"
+  printf '%s' "$apart"
   echo
   echo "One user (d1.example.com/user001) restored from a remote encrypted volume of $(numfmt --to=iec "$vol_size") ($BIG_MESSAGES messages):"
   echo

@@ -24,6 +24,9 @@ pub enum Error {
     /// A repository error (the backup directory: listing, lock, commit).
     #[error(transparent)]
     Repo(#[from] mailvault_repo::Error),
+    /// A restore-library error (a chain that cannot be read, a restore refused).
+    #[error(transparent)]
+    Recover(#[from] mailvault_recover::Error),
     /// The install directory does not look like a Kerio Connect install.
     #[error(
         "`{0}` is not a Kerio Connect install: it has neither mailserver.cfg, users.cfg nor store/mail/"
@@ -73,6 +76,7 @@ impl Error {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             Self::Repo(e) => return e.hint(),
+            Self::Recover(e) => return e.hint(),
             Self::Upload { .. } => {
                 "the target stored something else than was sent: the copy was removed and the local backup is kept; check the target's disk and run again".into()
             }

@@ -9,6 +9,7 @@
 //! - [`restore::ArchiveSafetyCopy`]: the safety copy a restore takes, as a
 //!   `C` archive;
 //! - [`schedule`]: the `mailvault.toml` schedules (Kerio's defaults);
+//! - [`mail`]: the mail tools (merge, search, reindex, export, migrate);
 //! - [`sample`]: generators of the sample install and of large test stores.
 //!
 //! Repositories, chains, `verify` and the archive reader are
@@ -16,6 +17,7 @@
 
 pub mod backup;
 mod error;
+pub mod mail;
 pub mod progress;
 pub mod restore;
 pub mod rotation;

@@ -22,6 +22,7 @@ mod error;
 pub mod keyvalue;
 pub mod layout;
 pub mod limits;
+pub mod mbox;
 pub mod name;
 pub mod size;
 pub mod store;

@@ -9,6 +9,20 @@
 /// Largest `.version.txt` accepted (its `scope:` lines included).
 pub const MAX_VERSION_BYTES: u64 = 1 << 20;
 
+/// Largest `status.fld` read (a few lines; ACL lines make it grow).
+pub const MAX_STATUS_BYTES: u64 = 1 << 20;
+
+/// Largest `index.fld` read: about 64 bytes per item, so four million items.
+pub const MAX_INDEX_BYTES: u64 = 256 << 20;
+
+/// Largest message the mail tools read whole (merge, export to mbox):
+/// Kerio's own default message size limit is far below this.
+pub const MAX_MESSAGE_BYTES: u64 = 1 << 30;
+
+/// Largest header block a header-only reader takes (search): past it the
+/// headers are treated as ended.
+pub const MAX_HEADER_BYTES: usize = 64 << 10;
+
 /// Largest `.summary.txt` accepted (its `skipped:` lines included).
 pub const MAX_SUMMARY_BYTES: u64 = 16 << 20;
 

@@ -31,6 +31,7 @@ pub mod request;
 pub mod running;
 pub mod select;
 mod serde_path;
+pub mod source;
 pub mod stage;
 
 pub use error::{Error, Result};
@@ -40,3 +41,4 @@ pub use mailvault_repo::progress::{NoProgress, Progress};
 pub use plan::{Prepared, RestorePlan, prepare};
 pub use request::{Destination, Part, RestoreRequest};
 pub use running::RunningCheck;
+pub use source::Source;

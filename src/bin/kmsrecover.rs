@@ -7,7 +7,6 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Context as _;
 use clap::Parser;
 use mailvault::restore::ArchiveSafetyCopy;
 use mailvault_formats::ByteSize;
@@ -15,10 +14,8 @@ use mailvault_recover::plan::RestorePlan;
 use mailvault_recover::{
     Destination, ExecuteOptions, Inventory, Part, RestoreReport, RestoreRequest, RunningCheck,
 };
-use mailvault_repo::Repository;
-use mailvault_repo::chain::{self, Pick};
+use mailvault_repo::chain;
 use mailvault_repo::storage::LockMode;
-use mailvault_repo::target::{OpenOptions, Target, open_location};
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -171,53 +168,15 @@ fn main() -> ExitCode {
 }
 
 fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let at =
-        a.at.map_or(Pick::Newest, |t| Pick::At(t.with_timezone(&chrono::Utc)));
-    let target = Target::parse(&a.source)?;
-    // A local source: its directory (for untouchable paths and the safety
-    // copy's default place) and what to pick in it.
-    let (local, pick) = match target.local_dir() {
-        None => (None, at),
-        Some(source) => match std::fs::metadata(source) {
-            Ok(m) if m.is_dir() => (Some(source.to_path_buf()), at),
-            Ok(_) if a.at.is_some() => {
-                return Err(mailvault_recover::Error::Usage(
-                    "--at picks a backup in a directory: give the backup directory, or the archive alone".into(),
-                )
-                .into());
-            }
-            Ok(_) => {
-                let file = source
-                    .file_name()
-                    .and_then(|f| f.to_str())
-                    .context("the archive name is not UTF-8")?
-                    .to_string();
-                let dir = source
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-                (Some(dir), Pick::Archive(file))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(
-                    mailvault_repo::Error::NotFound(format!("`{}`", source.display())).into(),
-                );
-            }
-            Err(e) => {
-                return Err(
-                    anyhow::Error::new(e).context(format!("cannot open `{}`", source.display()))
-                );
-            }
-        },
-    };
-    let location = local
-        .as_ref()
-        .map_or_else(|| a.source.clone(), |d| d.to_string_lossy().into_owned());
-    let repo = Repository::from_arc(open_location(
-        &location,
+    let mailvault_recover::Source {
+        repo,
+        pick,
+        local_dir: local,
+    } = mailvault_recover::source::open(
+        &a.source,
         a.key.as_deref(),
-        &OpenOptions::default(),
-    )?);
+        a.at.map(|t| t.with_timezone(&chrono::Utc)),
+    )?;
     // Safety copies stay on this machine: beside a local backup directory,
     // or in the install's default backup directory for a remote source.
     let safety_base = local
@@ -338,7 +297,11 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     } else {
         print_report(&report, a.quiet);
         if !a.quiet && fetched > 0 {
-            println!("  fetched:   {} from {}", ByteSize(fetched), target);
+            println!(
+                "  fetched:   {} from {}",
+                ByteSize(fetched),
+                repo.storage().describe("")
+            );
         }
     }
     Ok(if report.is_complete() {

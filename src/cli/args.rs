@@ -127,6 +127,17 @@ pub enum Command {
         after_help = "Examples:\n  mailvault decrypt --key /root/mailvault.key F20261122T010000Z.zip.enc --out F20261122T010000Z.zip\n  MAILVAULT_KEY_FILE=/root/mailvault.key mailvault decrypt F20261122T010000Z.zip.enc --out /tmp/F20261122T010000Z.zip --json\n\nThe output appears only when every chunk was authentic: a wrong key, an altered, truncated or reordered file leaves nothing under --out and exits 1."
     )]
     Decrypt(CryptArgs),
+    /// Add loose .eml files, an mbox, or a folder (or messages) out of a backup to a live folder, skipping duplicates
+    #[command(name = "merge-eml")]
+    MergeEml(super::mail::merge::MergeArgs),
+    /// Find messages across every archive of a backup directory or target (headers only)
+    Search(super::mail::search::SearchArgs),
+    /// Rebuild index.fld (and status.fld) from #msgs, or check them with --check
+    Reindex(super::mail::reindex::ReindexArgs),
+    /// Export mail from the live store or a backup to Maildir++, mbox or .eml
+    Export(super::mail::export::ExportArgs),
+    /// Move a server: apply a backup chain (or copy a live install) onto a new install dir and verify it
+    Migrate(super::mail::migrate::MigrateArgs),
     /// Write the small sample install (as committed under samples/install)
     #[command(
         name = "sample-install",

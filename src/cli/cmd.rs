@@ -114,6 +114,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Schedule(sc) => schedule_cmd(sc, quiet),
+        Command::MergeEml(a) => super::mail::merge::run(a, quiet),
+        Command::Search(a) => super::mail::search::run(a, quiet),
+        Command::Reindex(a) => super::mail::reindex::run(a, quiet),
+        Command::Export(a) => super::mail::export::run(a, quiet),
+        Command::Migrate(a) => super::mail::migrate::run(a, quiet),
         Command::Key(KeyCommand::Generate { out, json }) => {
             let info = crypt::generate_key_file(&out)?;
             printer::key_info(&info, true, json, quiet)?;

@@ -4,6 +4,7 @@
 
 pub mod args;
 pub mod cmd;
+pub mod mail;
 pub mod printer;
 pub mod progress;
 pub mod report;

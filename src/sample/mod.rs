@@ -334,6 +334,7 @@ pub(crate) fn write_folder(
         folder_type,
         uid_validity,
         next_uid: u32::try_from(items.len() + 1).unwrap_or(u32::MAX),
+        other: Vec::new(),
     };
     write_with_mtime(&dir.join("status.fld"), status.to_text().as_bytes(), newest)
 }

@@ -91,6 +91,75 @@ impl fmt::Display for IndexLine {
     }
 }
 
+/// Item class of an item's content, as Kerio's `C` field names it:
+/// `IPM.Appointment` (an iCalendar event), `IPM.Task` (a to-do),
+/// `IPM.Contact` (a vCard), otherwise `IPM.Note`. Looks at the first 4 KiB.
+#[must_use]
+pub fn item_class(content: &[u8]) -> &'static str {
+    let head = &content[..content.len().min(4096)];
+    let has = |needle: &[u8]| {
+        head.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    if has(b"BEGIN:VCALENDAR") {
+        if has(b"BEGIN:VTODO") {
+            "IPM.Task"
+        } else {
+            "IPM.Appointment"
+        }
+    } else if has(b"BEGIN:VCARD") {
+        "IPM.Contact"
+    } else {
+        "IPM.Note"
+    }
+}
+
+/// Parses a whole `index.fld`: the lines, and for each line that is not an
+/// item record its 1-based number and why. Blank lines are ignored.
+/// Callers bound the input's size ([`crate::limits::MAX_INDEX_BYTES`]).
+#[must_use]
+pub fn parse_index(text: &str) -> (Vec<IndexLine>, Vec<(usize, String)>) {
+    let mut lines = Vec::new();
+    let mut bad = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let raw = raw.trim_end_matches('\r');
+        if raw.trim().is_empty() {
+            continue;
+        }
+        match raw.parse::<IndexLine>() {
+            Ok(l) => lines.push(l),
+            Err(e) => bad.push((i + 1, e.to_string())),
+        }
+    }
+    (lines, bad)
+}
+
+/// The text of an `index.fld` holding `lines`, one per line.
+#[must_use]
+pub fn write_index(lines: &[IndexLine]) -> String {
+    let mut s = String::with_capacity(lines.len() * 64);
+    for l in lines {
+        s.push_str(&l.to_string());
+        s.push('\n');
+    }
+    s
+}
+
+/// The item number of a `#msgs` file name (`0000002a.eml` -> 42): exactly
+/// eight lower-case hex digits and `.eml`.
+#[must_use]
+pub fn uid_of_file_name(name: &str) -> Option<u32> {
+    let hex = name.strip_suffix(".eml")?;
+    if hex.len() != 8
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    u32::from_str_radix(hex, 16).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,5 +179,44 @@ mod tests {
         );
         assert_eq!(l.file_name(), "00000001.eml");
         assert!("garbage".parse::<IndexLine>().is_err());
+    }
+
+    #[test]
+    fn classes_file_names_and_whole_files() {
+        assert_eq!(
+            item_class(b"BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\n"),
+            "IPM.Appointment"
+        );
+        assert_eq!(
+            item_class(b"BEGIN:VCALENDAR\r\nBEGIN:VTODO\r\n"),
+            "IPM.Task"
+        );
+        assert_eq!(item_class(b"BEGIN:VCARD\r\nFN:x\r\n"), "IPM.Contact");
+        assert_eq!(item_class(b"Subject: hi\r\n\r\nbody"), "IPM.Note");
+        assert_eq!(uid_of_file_name("0000002a.eml"), Some(42));
+        for bad in [
+            "0000002A.eml",
+            "2a.eml",
+            "0000002a.txt",
+            "x000002a.eml",
+            "00000002a.eml",
+        ] {
+            assert_eq!(uid_of_file_name(bad), None, "{bad}");
+        }
+        let (lines, bad) = parse_index(
+            "U00000001 F00000001 S10 D1 M2 I0001 CIPM.Note\r\n\ngarbage\nU00000002 S5 CIPM.Note\n",
+        );
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            bad,
+            vec![(
+                3,
+                "index.fld line 0: line must start with U<uid>: `garbage`".to_string()
+            )]
+        );
+        assert_eq!(
+            write_index(&lines[..1]),
+            "U00000001 F00000001 S10 D00000001 M00000002 I0001 CIPM.Note\n"
+        );
     }
 }

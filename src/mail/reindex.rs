@@ -1,0 +1,1 @@
+//! `reindex` (to be written).
