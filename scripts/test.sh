@@ -40,7 +40,11 @@ set -a
 . target/servers/s3.env
 . target/servers/ftp.env
 set +a
-# Tests that need a server fail instead of skipping when it is missing.
+echo "==> mail corpora (mail-parser 1.0.1 resources, SpamAssassin, CPython), cached in target/corpora"
+set -a
+. "$(scripts/corpora.sh)"
+set +a
+# Tests that need a server or a corpus fail instead of skipping when it is missing.
 export MAILVAULT_TEST_SERVERS=required
 
 echo "==> cargo test"

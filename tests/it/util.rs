@@ -453,3 +453,20 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(&self.path).status();
     }
 }
+
+/// A fetched corpus (scripts/corpora.sh writes target/corpora/corpora.env):
+/// the directory named by `var`. `None` (the test skips) when it is not set,
+/// unless `MAILVAULT_TEST_SERVERS=required` (scripts/test.sh), then a failure.
+pub fn corpus(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(v) if Path::new(&v).is_dir() => Some(PathBuf::from(v)),
+        _ => {
+            assert!(
+                std::env::var("MAILVAULT_TEST_SERVERS").as_deref() != Some("required"),
+                "MAILVAULT_TEST_SERVERS=required but {var} is not a directory: run scripts/corpora.sh and source target/corpora/corpora.env"
+            );
+            eprintln!("skipped: {var} not set (scripts/corpora.sh)");
+            None
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! `mailvault export` end to end (to be written).

@@ -1,0 +1,1 @@
+//! `mailvault merge` end to end (to be written).

@@ -1,0 +1,1 @@
+//! `mailvault migrate` end to end (to be written).

@@ -1,0 +1,1 @@
+//! `mailvault reindex` end to end (to be written).

@@ -1,0 +1,1 @@
+//! `mailvault search` end to end (to be written).
