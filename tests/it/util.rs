@@ -462,7 +462,7 @@ pub fn corpus(var: &str) -> Option<PathBuf> {
         Some(v) if Path::new(&v).is_dir() => Some(PathBuf::from(v)),
         _ => {
             assert!(
-                std::env::var("MAILVAULT_TEST_SERVERS").as_deref() != Some("required"),
+                std::env::var("MAILVAULT_TEST_SERVERS").as_deref() != Ok("required"),
                 "MAILVAULT_TEST_SERVERS=required but {var} is not a directory: run scripts/corpora.sh and source target/corpora/corpora.env"
             );
             eprintln!("skipped: {var} not set (scripts/corpora.sh)");
