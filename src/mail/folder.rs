@@ -21,6 +21,9 @@ use mailvault_formats::{Mtime, limits};
 use crate::error::{Error, Result};
 use crate::mail::store::{FolderRef, LiveStore};
 
+/// Names of this module's temporaries (never an 8-hex item name).
+const TMP_PREFIX: &str = ".mailvault-tmp-";
+
 /// The install's write lock (`.kmsrecover.lock`, shared with restores).
 pub struct InstallLock {
     _file: fs::File,
@@ -69,7 +72,7 @@ pub struct LiveFolder {
     status: Option<StatusFld>,
     present: BTreeSet<u32>,
     indexed: BTreeSet<u32>,
-    added: Vec<IndexLine>,
+    pending: Vec<(PathBuf, IndexLine)>,
     next: u32,
 }
 
@@ -78,6 +81,10 @@ pub struct LiveFolder {
 pub struct Committed {
     /// Items added by this run.
     pub added: usize,
+    /// The final number of each added item, in the order of `add` (a
+    /// number another writer took meanwhile is replaced by the next free one).
+    #[serde(skip)]
+    pub numbers: Vec<u32>,
     /// Items that were in `#msgs` without an `index.fld` record and got one
     /// (an interrupted earlier run, or a copy by hand).
     pub indexed_orphans: usize,
@@ -151,7 +158,7 @@ impl LiveFolder {
             status,
             present,
             indexed,
-            added: Vec::new(),
+            pending: Vec::new(),
             next: 1,
         };
         f.next = f.first_free();
@@ -221,8 +228,32 @@ impl LiveFolder {
         Ok(())
     }
 
-    /// Adds one item: content under the next free number, file time `time`,
-    /// and the record to append. Returns the number.
+    /// Removes temporaries that an interrupted run left in `#msgs`. Call
+    /// only while holding the [`InstallLock`].
+    ///
+    /// # Errors
+    /// The folder cannot be listed or a temporary removed.
+    pub fn remove_leftovers(&self) -> Result<usize> {
+        let msgs = self.dir.join("#msgs");
+        let mut n = 0;
+        let rd = match fs::read_dir(&msgs) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io("cannot list", &msgs)(e)),
+        };
+        for e in rd {
+            let e = e.map_err(Error::io("cannot list", &msgs))?;
+            if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                fs::remove_file(e.path()).map_err(Error::io("cannot remove", &e.path()))?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Adds one item with flags and file time `time`: written under a
+    /// temporary name now, given its number in [`LiveFolder::commit`].
+    /// Returns the number it will most likely get.
     ///
     /// # Errors
     /// Writing failed (the temporary is removed; nothing is under a final name).
@@ -230,8 +261,17 @@ impl LiveFolder {
         if !self.exists {
             self.create()?;
         }
-        let msgs = self.dir.join("#msgs");
-        let tmp = msgs.join(format!(".mailvault-tmp-{}", std::process::id()));
+        if self.next == u32::MAX {
+            return Err(Error::Invalid(format!(
+                "`{}` has no free item number left",
+                self.dir.display()
+            )));
+        }
+        let uid = self.reserve();
+        let tmp = self
+            .dir
+            .join("#msgs")
+            .join(format!("{TMP_PREFIX}{}-{uid:08x}", std::process::id()));
         let write = || -> std::io::Result<()> {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(content)?;
@@ -241,47 +281,65 @@ impl LiveFolder {
                     nanos: 0,
                 }
                 .to_system(),
-            )?;
-            f.sync_all()
+            )
         };
         if let Err(e) = write() {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io("cannot write", &tmp)(e));
         }
-        let uid = loop {
-            let uid = self.next;
-            if uid == u32::MAX {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::Invalid(format!(
-                    "`{}` has no free item number left",
-                    self.dir.display()
-                )));
-            }
-            self.next += 1;
-            let dest = msgs.join(format!("{uid:08x}.eml"));
-            match fs::hard_link(&tmp, &dest) {
-                Ok(()) => break uid,
-                // Something took this number meanwhile: never replaced.
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(e) => {
-                    let _ = fs::remove_file(&tmp);
-                    return Err(Error::io("cannot create", &dest)(e));
+        let t = u32::try_from(time.max(0)).unwrap_or(u32::MAX);
+        self.pending.push((
+            tmp,
+            IndexLine {
+                uid,
+                flags,
+                size: content.len() as u64,
+                created: t,
+                modified: t,
+                item: "0001".into(),
+                class: index_fld::item_class(content).into(),
+            },
+        ));
+        Ok(uid)
+    }
+
+    /// Gives the added items their final names: one filesystem sync for
+    /// all of them (not one per item: a merge of thousands of messages),
+    /// then a hard link each, which never replaces: a number taken
+    /// meanwhile moves the item to the next free one.
+    fn publish(&mut self) -> Result<Vec<IndexLine>> {
+        let msgs = self.dir.join("#msgs");
+        if self.pending.is_empty() {
+            return Ok(Vec::new());
+        }
+        let d = fs::File::open(&msgs).map_err(Error::io("cannot open", &msgs))?;
+        rustix::fs::syncfs(&d).map_err(|e| Error::io("cannot sync", &msgs)(e.into()))?;
+        let mut lines = Vec::with_capacity(self.pending.len());
+        for (tmp, mut line) in std::mem::take(&mut self.pending) {
+            loop {
+                let dest = msgs.join(line.file_name());
+                match fs::hard_link(&tmp, &dest) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        line.uid = self.first_free().max(self.next);
+                        self.next = line.uid.saturating_add(1);
+                        self.present.insert(line.uid);
+                        if line.uid == u32::MAX {
+                            return Err(Error::Invalid(format!(
+                                "`{}` has no free item number left",
+                                self.dir.display()
+                            )));
+                        }
+                    }
+                    Err(e) => return Err(Error::io("cannot create", &dest)(e)),
                 }
             }
-        };
-        fs::remove_file(&tmp).map_err(Error::io("cannot remove", &tmp))?;
-        let t = u32::try_from(time.max(0)).unwrap_or(u32::MAX);
-        self.present.insert(uid);
-        self.added.push(IndexLine {
-            uid,
-            flags,
-            size: content.len() as u64,
-            created: t,
-            modified: t,
-            item: "0001".into(),
-            class: index_fld::item_class(content).into(),
-        });
-        Ok(uid)
+            fs::remove_file(&tmp).map_err(Error::io("cannot remove", &tmp))?;
+            self.present.insert(line.uid);
+            lines.push(line);
+        }
+        d.sync_all().map_err(Error::io("cannot sync", &msgs))?;
+        Ok(lines)
     }
 
     /// Writes `index.fld` (the old text kept byte for byte, the new records
@@ -292,15 +350,14 @@ impl LiveFolder {
     /// Writing failed: the items stay (they are whole); the next run, or
     /// `mailvault reindex`, writes their records.
     pub fn commit(&mut self) -> Result<Committed> {
-        let mut done = Committed {
-            added: self.added.len(),
-            ..Committed::default()
-        };
+        let mut done = Committed::default();
         if !self.exists {
             return Ok(done);
         }
         done.created = self.created_now;
-        let mut lines = std::mem::take(&mut self.added);
+        let mut lines = self.publish()?;
+        done.added = lines.len();
+        done.numbers = lines.iter().map(|l| l.uid).collect();
         let new: BTreeSet<u32> = lines.iter().map(|l| l.uid).collect();
         let msgs = self.dir.join("#msgs");
         // Items that arrived since open (a copy by hand) get records too.
@@ -404,11 +461,16 @@ mod tests {
         assert!(!f.exists());
         assert!(!d.path().join("mail").exists(), "opening writes nothing");
         assert_eq!(f.add(b"Subject: one\r\n\r\n", 0, 1_700_000_000).unwrap(), 1);
-        // Another writer takes number 2 meanwhile.
+        assert_eq!(f.add(b"BEGIN:VCARD\r\n", 1, 1_700_000_001).unwrap(), 2);
+        assert!(
+            !f.dir().join("#msgs/00000001.eml").exists(),
+            "no final name before commit"
+        );
+        // Another writer takes number 2 meanwhile: ours moves to 3.
         fs::write(f.dir().join("#msgs/00000002.eml"), b"theirs").unwrap();
-        assert_eq!(f.add(b"BEGIN:VCARD\r\n", 1, 1_700_000_001).unwrap(), 3);
         let c = f.commit().unwrap();
         assert_eq!((c.added, c.indexed_orphans, c.created), (2, 1, true));
+        assert_eq!(c.numbers, [1, 3]);
         let dir = f.dir().to_path_buf();
         assert_eq!(fs::read(dir.join("#msgs/00000002.eml")).unwrap(), b"theirs");
         let index = fs::read_to_string(dir.join("index.fld")).unwrap();
