@@ -11,6 +11,21 @@ use clap::Parser as _;
 /// Exit code: the backup directory is held by another run.
 const EXIT_LOCKED: u8 = 4;
 
+/// Exit code: the mail server is running (a command that writes the live install).
+const EXIT_RUNNING: u8 = 6;
+
+fn running(err: &anyhow::Error) -> bool {
+    matches!(
+        err.downcast_ref::<mailvault::Error>(),
+        Some(mailvault::Error::Recover(
+            mailvault_recover::Error::ServerRunning(_)
+        ))
+    ) || matches!(
+        err.downcast_ref::<mailvault_recover::Error>(),
+        Some(mailvault_recover::Error::ServerRunning(_))
+    )
+}
+
 fn main() -> ExitCode {
     let args = cli::args::Cli::parse();
     match cli::cmd::run(args) {
@@ -26,7 +41,13 @@ fn main() -> ExitCode {
                 );
             if locked {
                 ExitCode::from(EXIT_LOCKED)
-            } else if err.downcast_ref::<cli::cmd::UsageError>().is_some() {
+            } else if running(&err) {
+                ExitCode::from(EXIT_RUNNING)
+            } else if err.downcast_ref::<cli::cmd::UsageError>().is_some()
+                || err
+                    .downcast_ref::<mailvault_recover::Error>()
+                    .is_some_and(mailvault_recover::Error::is_usage)
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE

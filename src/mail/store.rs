@@ -80,6 +80,24 @@ impl FolderRef {
     }
 }
 
+/// The folders of a selection: a domain, a mailbox of it, a folder of
+/// that mailbox (with its subfolders); `None` selects everything at that
+/// level.
+#[must_use]
+pub fn select(
+    folders: Vec<FolderRef>,
+    domain: Option<&str>,
+    mailbox: Option<&str>,
+    folder: Option<&str>,
+) -> Vec<FolderRef> {
+    folders
+        .into_iter()
+        .filter(|f| domain.is_none_or(|d| f.domain == d))
+        .filter(|f| mailbox.is_none_or(|m| f.mailbox == m))
+        .filter(|f| folder.is_none_or(|p| layout::within(&f.path, p.trim_matches('/'))))
+        .collect()
+}
+
 /// One item of a folder: `#msgs/<8 hex>.eml`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ItemRef {

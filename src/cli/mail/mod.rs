@@ -53,6 +53,33 @@ pub struct SelectArgs {
     pub folder: Option<String>,
 }
 
+impl SelectArgs {
+    /// The domain and mailbox selected: `--user john@example.com` carries
+    /// its domain; `--user john` needs `--domain`.
+    ///
+    /// # Errors
+    /// A usage error for a user without a domain or two different domains.
+    pub fn mailbox(&self) -> anyhow::Result<(Option<String>, Option<String>)> {
+        let usage = |m: String| anyhow::Error::from(crate::cli::cmd::UsageError(m));
+        match self.user.as_deref().map(|u| u.split_once('@')) {
+            Some(Some((u, d))) => {
+                if self.domain.as_deref().is_some_and(|x| x != d) {
+                    return Err(usage(format!(
+                        "--user {u}@{d} and --domain {} name different domains",
+                        self.domain.as_deref().unwrap_or_default()
+                    )));
+                }
+                Ok((Some(d.to_string()), Some(u.to_string())))
+            }
+            Some(None) if self.domain.is_none() => Err(usage(
+                "--user needs --domain (or give it as user@domain)".into(),
+            )),
+            Some(None) => Ok((self.domain.clone(), self.user.clone())),
+            None => Ok((self.domain.clone(), None)),
+        }
+    }
+}
+
 /// The running-server check of commands that write a live install.
 #[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
