@@ -102,6 +102,18 @@ impl LiveFolder {
     pub fn open(store: &LiveStore, folder: &FolderRef, folder_type: u32) -> Result<Self> {
         let rel = folder.rel();
         let dir = store.path_of(&rel)?;
+        // Nothing is written through a symbolic link: not the folder, not a
+        // parent inside the store, not #msgs.
+        let mut at = store.store_dir().to_path_buf();
+        for part in format!("{}/#msgs", rel.trim_start_matches("store/")).split('/') {
+            at.push(part);
+            if fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(Error::Invalid(format!(
+                    "`{}` is a symbolic link: refused, nothing is written through links in the store",
+                    at.display()
+                )));
+            }
+        }
         let exists = dir.join("#msgs").is_dir();
         let read = |name: &str, limit: u64| -> Result<Option<Vec<u8>>> {
             let p = dir.join(name);
@@ -504,6 +516,22 @@ mod tests {
             })
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn refuses_to_write_through_a_symbolic_link() {
+        let d = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("mail/a.cz/jan")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), d.path().join("mail/a.cz/jan/Restored"))
+            .unwrap();
+        let store = LiveStore::new(d.path());
+        let err = LiveFolder::open(&store, &folder(), 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        assert_eq!(fs::read_dir(elsewhere.path()).unwrap().count(), 0);
     }
 
     #[test]

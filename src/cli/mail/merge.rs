@@ -216,6 +216,16 @@ pub fn run(a: MergeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         }
         merger.offer_items(&mut store, &items)?;
     }
+    if merger.report().items.is_empty() {
+        anyhow::bail!(
+            "found no file to merge in {}: give .eml files, directories holding them, or mbox files",
+            a.inputs
+                .iter()
+                .map(|p| format!("`{}`", p.display()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let report = merger.finish()?;
     print(&report, a.json, quiet)?;
     Ok(if report.is_complete() {
