@@ -546,3 +546,67 @@ fn a_killed_runs_temporaries_are_removed_and_never_become_items() {
         install.to_str().unwrap(),
     ]);
 }
+
+#[test]
+fn a_folder_comes_back_from_an_encrypted_backup_only_with_its_key() {
+    let t = TestInstall::sample();
+    let install = t.install();
+    let key = t.tmp.path().join("k.key");
+    ok(&["key", "generate", "--out", key.to_str().unwrap()]);
+    let backups = t.tmp.path().join("encrypted");
+    ok(&[
+        "backup",
+        "full",
+        "--install-dir",
+        install.to_str().unwrap(),
+        "--target",
+        backups.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    let sent = install.join("store/mail/example.com/john/Sent Items");
+    let backed_up = items(&sent);
+    let args = |with_key: bool| {
+        let mut v = vec![
+            "merge-eml",
+            "--running-check",
+            "false",
+            "--install-dir",
+            install.to_str().unwrap(),
+            "-u",
+            "john@example.com",
+            "-f",
+            "Sent back",
+            "--from",
+            backups.to_str().unwrap(),
+            "--source-folder",
+            "Sent Items",
+        ];
+        if with_key {
+            v.extend(["--key", key.to_str().unwrap()]);
+        }
+        v
+    };
+    let o = bin_no_key_env(&args(false));
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        !install
+            .join("store/mail/example.com/john/Sent back")
+            .exists()
+    );
+    ok(&args(true));
+    let got = items(&install.join("store/mail/example.com/john/Sent back"));
+    let mut a: Vec<&Vec<u8>> = got.values().collect();
+    let mut b: Vec<&Vec<u8>> = backed_up.values().collect();
+    a.sort();
+    b.sort();
+    assert_eq!(a, b);
+}
+
+fn bin_no_key_env(args: &[&str]) -> std::process::Output {
+    util::bin()
+        .args(args)
+        .env_remove("MAILVAULT_KEY_FILE")
+        .output()
+        .unwrap()
+}
