@@ -288,7 +288,12 @@ mod tests {
             got,
             [
                 ("table Server", "Hostname", "mail.old.cz", true),
-                ("table Server", "StoreDir", "/opt/kerio/mailserver/store", true),
+                (
+                    "table Server",
+                    "StoreDir",
+                    "/opt/kerio/mailserver/store",
+                    true
+                ),
                 ("list Domain #1", "Domain", "a.cz", true),
                 ("list Domain #1", "Note", "R&D č", true),
                 ("list Domain #2", "Domain", "b.cz", true),
@@ -306,7 +311,10 @@ mod tests {
     fn replaces_only_the_given_values() {
         let vars = variables("mailserver.cfg", CFG.as_bytes()).unwrap();
         let edits = vec![
-            (vars[1].span.clone().unwrap(), "/srv/kerio/store".to_string()),
+            (
+                vars[1].span.clone().unwrap(),
+                "/srv/kerio/store".to_string(),
+            ),
             (vars[0].span.clone().unwrap(), "mail.new.cz <&>".to_string()),
         ];
         let out = replace_values(CFG, &edits).unwrap();
@@ -342,6 +350,10 @@ mod tests {
         ] {
             assert!(variables("mailserver.cfg", bad).is_err(), "{bad:?}");
         }
-        assert!(variables("mailserver.cfg", b"<config/>").unwrap().is_empty());
+        assert!(
+            variables("mailserver.cfg", b"<config/>")
+                .unwrap()
+                .is_empty()
+        );
     }
 }
