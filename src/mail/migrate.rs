@@ -16,25 +16,36 @@
 //! where something already is gets that thing moved aside first, into
 //! `mailvault-migrate-displaced-<time>/` in the target, and listed.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod copy;
+mod rewrite;
+mod verify;
+
+use std::collections::BTreeSet;
 use std::fs;
-use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use mailvault_formats::SkipReason;
-use mailvault_formats::config::edit;
-use mailvault_formats::layout::{
-    self, CONFIG_DIRS, CONFIG_FILES, EXCLUDED_STORE_DIRS, MailboxPath, enclosed_path,
-};
-use mailvault_recover::request::{LOCK_FILE, STAGING_DIR};
+use mailvault_formats::layout::{CONFIG_DIRS, CONFIG_FILES};
+use mailvault_recover::request::LOCK_FILE;
 use mailvault_recover::{Destination, ExecuteOptions, Prepared, RestoreRequest, RunningCheck};
 use mailvault_repo::PassedOver;
 use serde::Serialize;
 
+pub use copy::Displaced;
+pub use rewrite::{HostnameChange, PathRewrite, Rewrite};
+pub use verify::{ConfigCheck, FilesCheck, MailboxCheck};
+
+use copy::{
+    Placer, copy_install, in_the_way, move_from_staging, undo_new_target, walk_source,
+    with_displaced,
+};
+use rewrite::rewrite_config;
+use verify::{Inventory, inventory, verify};
+
 use crate::error::{Error, Result};
 use crate::mail::folder::{InstallLock, replace_file};
-use crate::mail::store::{ChainStore, FolderRef, LiveStore, MailStore};
+use crate::mail::store::{ChainStore, LiveStore};
 use crate::progress::Progress;
 
 /// The directory inside a forced target that receives what was in the way.
@@ -44,8 +55,6 @@ pub const DISPLACED_PREFIX: &str = "mailvault-migrate-displaced-";
 pub const STAGING: &str = ".mailvault-migrate-staging";
 /// Config files larger than this are not read for rewriting.
 const MAX_CONFIG_BYTES: u64 = 64 << 20;
-/// Differences listed per mailbox (the count says how many more).
-const MAX_LISTED: usize = 20;
 
 /// Where the server comes from.
 #[derive(Debug, Clone)]
@@ -61,89 +70,6 @@ pub enum MigrateSource {
     },
     /// A live (stopped) install directory.
     Install(PathBuf),
-}
-
-/// `--hostname [OLD=]NEW`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostnameChange {
-    /// The old name; `None`: read from mailserver.cfg's `…Hostname` variable.
-    pub old: Option<String>,
-    /// The new name.
-    pub new: String,
-}
-
-impl std::str::FromStr for HostnameChange {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let check = |h: &str| {
-            if h.is_empty()
-                || h.len() > 253
-                || !h
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-            {
-                Err(format!(
-                    "`{h}` is not a hostname (letters, digits, `.` and `-`)"
-                ))
-            } else {
-                Ok(h.to_string())
-            }
-        };
-        Ok(match s.split_once('=') {
-            Some((old, new)) => Self {
-                old: Some(check(old)?),
-                new: check(new)?,
-            },
-            None => Self {
-                old: None,
-                new: check(s)?,
-            },
-        })
-    }
-}
-
-/// `--rewrite-path OLD=NEW`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PathRewrite {
-    /// The old prefix (no trailing `/`).
-    pub old: String,
-    /// What replaces it.
-    pub new: String,
-}
-
-impl std::str::FromStr for PathRewrite {
-    type Err = String;
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        let (old, new) = s
-            .split_once('=')
-            .ok_or_else(|| format!("`{s}`: give OLD=NEW, e.g. /opt/kerio/mailserver=/srv/kerio"))?;
-        let trim = |p: &str| {
-            if p.len() > 1 {
-                p.trim_end_matches('/').to_string()
-            } else {
-                p.to_string()
-            }
-        };
-        let (old, new) = (trim(old), trim(new));
-        if old.is_empty() || new.is_empty() || old == "/" {
-            return Err(format!(
-                "`{s}`: OLD and NEW must be paths, and OLD not `/` (it would rewrite every path)"
-            ));
-        }
-        if old.chars().any(char::is_control) || new.chars().any(char::is_control) {
-            return Err(format!("`{s}`: control characters in a path"));
-        }
-        Ok(Self { old, new })
-    }
-}
-
-impl PathRewrite {
-    /// The rewritten value, if `value` is OLD or lies below it.
-    #[must_use]
-    pub fn apply(&self, value: &str) -> Option<String> {
-        let rest = value.strip_prefix(self.old.as_str())?;
-        (rest.is_empty() || rest.starts_with('/')).then(|| format!("{}{rest}", self.new))
-    }
 }
 
 /// What the admin asked for.
@@ -230,23 +156,6 @@ pub struct TargetState {
     pub displaced_dir: Option<PathBuf>,
 }
 
-/// One value rewritten in a config file.
-#[derive(Debug, Clone, Serialize)]
-pub struct Rewrite {
-    /// The file (`mailserver.cfg`).
-    pub file: String,
-    /// Its place (`table Server`, `list Domain #2`).
-    pub section: String,
-    /// The variable's name.
-    pub variable: String,
-    /// The value before.
-    pub old: String,
-    /// The value after.
-    pub new: String,
-    /// Which option asked for it (`--hostname`, `--rewrite-path OLD=NEW`).
-    pub rule: String,
-}
-
 /// Something of the source that is not migrated, with why.
 #[derive(Debug, Clone, Serialize)]
 pub struct NotMigrated {
@@ -288,22 +197,6 @@ struct SourceFile {
     crc: Option<u32>,
 }
 
-/// The source's mail, mailbox by mailbox.
-type Inventory = BTreeMap<String, MailboxInv>;
-
-#[derive(Debug, Clone, Default)]
-struct MailboxInv {
-    folders: BTreeSet<String>,
-    /// Item path → size.
-    items: BTreeMap<String, u64>,
-}
-
-impl MailboxInv {
-    fn bytes(&self) -> u64 {
-        self.items.values().sum()
-    }
-}
-
 /// A planned migration, ready to execute.
 pub struct Migration {
     request: MigrateRequest,
@@ -335,75 +228,6 @@ impl Migration {
     pub fn plan(&self) -> &MigratePlan {
         &self.plan
     }
-}
-
-/// One mailbox compared.
-#[derive(Debug, Clone, Serialize)]
-pub struct MailboxCheck {
-    /// `john@example.com`, `#public@example.com`.
-    pub mailbox: String,
-    /// Folders in the source.
-    pub folders_source: usize,
-    /// Folders in the target.
-    pub folders_target: usize,
-    /// Items in the source.
-    pub items_source: u64,
-    /// Items in the target.
-    pub items_target: u64,
-    /// Bytes of the items in the source.
-    pub bytes_source: u64,
-    /// Bytes of the items in the target.
-    pub bytes_target: u64,
-    /// Same folders, same items, same sizes.
-    pub equal: bool,
-    /// What differs (the first few).
-    pub differences: Vec<String>,
-}
-
-/// A config file checked.
-#[derive(Debug, Clone, Serialize)]
-pub struct ConfigCheck {
-    /// `mailserver.cfg`, `users.cfg`.
-    pub file: String,
-    /// Whether the source has it.
-    pub in_source: bool,
-    /// Whether the target has it.
-    pub present: bool,
-    /// Whether the target's reads as a Kerio config file.
-    pub parses: bool,
-    /// Whether its bytes are the source's (with the rewrites).
-    pub as_expected: bool,
-}
-
-impl ConfigCheck {
-    fn ok(&self) -> bool {
-        !self.in_source || (self.present && self.parses && self.as_expected)
-    }
-}
-
-/// Every file compared.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct FilesCheck {
-    /// Files of the source.
-    pub source: u64,
-    /// Of those, the target holds with the same size and content.
-    pub equal: u64,
-    /// Missing in the target.
-    pub missing: Vec<String>,
-    /// Different size or content in the target.
-    pub different: Vec<String>,
-    /// Files in the target the source does not have (a forced target's own).
-    pub extra: u64,
-}
-
-/// A thing that was in the target's way, moved aside.
-#[derive(Debug, Clone, Serialize)]
-pub struct Displaced {
-    /// Install-relative path.
-    pub path: String,
-    /// Where it is now.
-    #[serde(serialize_with = "ser_path")]
-    pub now: PathBuf,
 }
 
 /// What a migration did and found.
@@ -556,6 +380,30 @@ pub fn plan(request: MigrateRequest) -> Result<Migration> {
         },
         ..MigratePlan::default()
     };
+    // Where the source is, before anything about the target's content: a
+    // target inside the source is refused whatever it holds.
+    let opened = match &request.source {
+        MigrateSource::Backups { location, key, at } => {
+            let source = mailvault_recover::source::open(location, key.as_deref(), *at)?;
+            if let Some(dir) = &source.local_dir {
+                not_within(to, dir, "the backup directory")?;
+                // The backups never lie inside what a migration writes (a
+                // forced target may be the server they came from).
+                if physical(dir).starts_with(physical(to)) {
+                    return Err(Error::Usage(format!(
+                        "the backup directory `{}` lies inside the target `{}`: copy the backups outside the new install directory (e.g. /srv/backups) and give that with --from",
+                        dir.display(),
+                        to.display()
+                    )));
+                }
+            }
+            Some(source)
+        }
+        MigrateSource::Install(dir) => {
+            check_install_source(dir, to)?;
+            None
+        }
+    };
     if !entries.is_empty() && !request.force {
         return Err(refused(
             format!(
@@ -579,11 +427,14 @@ pub fn plan(request: MigrateRequest) -> Result<Migration> {
     {
         return Err(mailvault_recover::Error::ServerRunning(why).into());
     }
-    let (how, cfg_source) = match &request.source {
-        MigrateSource::Backups { location, key, at } => {
-            plan_backups(&request, location, key.as_deref(), *at, &entries, &mut plan)?
+    let (how, cfg_source) = match (&request.source, opened) {
+        (MigrateSource::Backups { .. }, Some(source)) => {
+            plan_backups(&request, source, &entries, &mut plan)?
         }
-        MigrateSource::Install(dir) => plan_install(&request, dir, &mut plan)?,
+        (MigrateSource::Install(dir), _) => plan_install(&request, dir, &mut plan)?,
+        (MigrateSource::Backups { .. }, None) => {
+            return Err(Error::Invalid("backups not opened".into()));
+        }
     };
     // What is in the way in a forced target.
     if !entries.is_empty() {
@@ -640,50 +491,13 @@ fn top_entries(to: &Path) -> Result<Vec<String>> {
     Ok(v)
 }
 
-/// The install-relative path of whatever blocks writing `rel` in `to`: an
-/// existing entry at `rel`, or a non-directory (or link) where one of its
-/// parent directories belongs.
-fn in_the_way(to: &Path, rel: &str) -> Result<Option<String>> {
-    let parts: Vec<&str> = rel.split('/').collect();
-    let mut p = to.to_path_buf();
-    for (i, part) in parts.iter().enumerate() {
-        p.push(part);
-        match fs::symlink_metadata(&p) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io("cannot read", &p)(e)),
-            Ok(m) => {
-                let last = i + 1 == parts.len();
-                if last || !m.is_dir() {
-                    return Ok(Some(parts[..=i].join("/")));
-                }
-            }
-        }
-    }
-    Ok(None)
-}
-
 fn plan_backups(
     request: &MigrateRequest,
-    location: &str,
-    key: Option<&Path>,
-    at: Option<chrono::DateTime<chrono::Utc>>,
+    source: mailvault_recover::Source,
     entries: &[String],
     plan: &mut MigratePlan,
 ) -> Result<(How, Option<Vec<u8>>)> {
     let to = &request.to;
-    let source = mailvault_recover::source::open(location, key, at)?;
-    if let Some(dir) = &source.local_dir {
-        not_within(to, dir, "the backup directory")?;
-        // The backups never lie inside what a migration writes (a forced
-        // target may be the server they came from).
-        if physical(dir).starts_with(physical(to)) {
-            return Err(Error::Usage(format!(
-                "the backup directory `{}` lies inside the target `{}`: copy the backups outside the new install directory (e.g. /srv/backups) and give that with --from",
-                dir.display(),
-                to.display()
-            )));
-        }
-    }
     let staging = (!entries.is_empty()).then(|| to.join(STAGING));
     let mut req = RestoreRequest::new(to);
     req.pick = source.pick.clone();
@@ -793,32 +607,9 @@ fn summarize(mail: &Inventory, s: &mut SourceState) {
     s.items = mail.values().map(|m| m.items.len() as u64).sum();
 }
 
-/// The mail of a store by mailbox: folders (those the store lists, and
-/// those `extra` files lie in) and items.
-fn inventory(store: &mut dyn MailStore, extra: &[&str]) -> Result<Inventory> {
-    let mut out = Inventory::new();
-    let mut folders: BTreeSet<FolderRef> = store.folders()?.into_iter().collect();
-    folders.extend(
-        extra
-            .iter()
-            .filter_map(|r| FolderRef::of_rel(r).map(|(f, _)| f)),
-    );
-    for f in folders {
-        let items = store.items(&f)?;
-        let m = out.entry(f.address()).or_default();
-        m.folders.insert(f.path.clone());
-        for i in items {
-            m.items.insert(i.rel, i.size);
-        }
-    }
-    Ok(out)
-}
-
-fn plan_install(
-    request: &MigrateRequest,
-    dir: &Path,
-    plan: &mut MigratePlan,
-) -> Result<(How, Option<Vec<u8>>)> {
+/// A live source must exist, look like an install, and neither hold nor
+/// lie inside the target.
+fn check_install_source(dir: &Path, to: &Path) -> Result<()> {
     let meta = fs::metadata(dir).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             refused(
@@ -836,14 +627,22 @@ fn plan_install(
     {
         return Err(Error::NotAnInstall(dir.to_path_buf()));
     }
-    not_within(&request.to, dir, "the source install")?;
-    if physical(dir).starts_with(physical(&request.to)) {
+    not_within(to, dir, "the source install")?;
+    if physical(dir).starts_with(physical(to)) {
         return Err(Error::Usage(format!(
             "the source install `{}` lies inside the target `{}`: migrate onto a separate directory",
             dir.display(),
-            request.to.display()
+            to.display()
         )));
     }
+    Ok(())
+}
+
+fn plan_install(
+    request: &MigrateRequest,
+    dir: &Path,
+    plan: &mut MigratePlan,
+) -> Result<(How, Option<Vec<u8>>)> {
     let mut dirs = Vec::new();
     let mut files = Vec::new();
     for name in CONFIG_FILES {
@@ -902,234 +701,6 @@ fn plan_install(
         },
         cfg,
     ))
-}
-
-/// Lists what a live copy takes below `top` (`license`, `store`…): the
-/// directories (empty ones too), the regular files, and what it cannot
-/// copy. The store's logs, queue, tmp, archive and backup are left out, as
-/// a backup leaves them out, and so are a restore's leftovers.
-fn walk_source(
-    install: &Path,
-    top: &str,
-    dirs: &mut Vec<String>,
-    files: &mut Vec<SourceFile>,
-    not: &mut Vec<NotMigrated>,
-) -> Result<()> {
-    let root = install.join(top);
-    if !root.exists() {
-        return Ok(());
-    }
-    let mut walker = walkdir::WalkDir::new(&root)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    while let Some(entry) = walker.next() {
-        let entry = entry.map_err(|e| {
-            let path = e.path().map_or_else(|| root.clone(), Path::to_path_buf);
-            Error::Unreadable {
-                path,
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-            }
-        })?;
-        let Ok(below) = entry.path().strip_prefix(install) else {
-            continue;
-        };
-        let Some(rel) = below.to_str().map(str::to_string) else {
-            not.push(NotMigrated {
-                path: below.to_string_lossy().into_owned(),
-                reason: "a name that is not UTF-8: not copied".into(),
-            });
-            if entry.file_type().is_dir() {
-                walker.skip_current_dir();
-            }
-            continue;
-        };
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            let excluded = rel
-                .strip_prefix("store/")
-                .is_some_and(|sub| !sub.contains('/') && EXCLUDED_STORE_DIRS.contains(&sub));
-            if excluded || (entry.depth() > 0 && entry.file_name() == STAGING_DIR) {
-                walker.skip_current_dir();
-                continue;
-            }
-            if layout::check_relative(&rel).is_err() {
-                not.push(NotMigrated {
-                    path: rel,
-                    reason: "a name that cannot be copied safely: not copied".into(),
-                });
-                walker.skip_current_dir();
-                continue;
-            }
-            dirs.push(rel);
-        } else if ft.is_file() {
-            if layout::check_relative(&rel).is_err() {
-                not.push(NotMigrated {
-                    path: rel,
-                    reason: "a name that cannot be copied safely: not copied".into(),
-                });
-                continue;
-            }
-            let m = entry.metadata().map_err(|e| Error::Unreadable {
-                path: entry.path().to_path_buf(),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("vanished")),
-            })?;
-            files.push(SourceFile {
-                rel,
-                size: m.len(),
-                crc: None,
-            });
-        } else {
-            not.push(NotMigrated {
-                path: rel,
-                reason: "a symbolic link or special file: not copied (recreate it by hand if it is needed)".into(),
-            });
-        }
-    }
-    Ok(())
-}
-
-/// Finds the rewrites in mailserver.cfg and makes the new text.
-fn rewrite_config(
-    request: &MigrateRequest,
-    bytes: &[u8],
-    notes: &mut Vec<String>,
-) -> Result<(Vec<Rewrite>, Vec<u8>)> {
-    let vars = edit::variables("mailserver.cfg", bytes).map_err(|e| {
-        refused(
-            format!("mailserver.cfg of the source cannot be read for rewriting: {e}"),
-            "leave out --hostname/--rewrite-path (the file is migrated as it is) and fix it by hand",
-        )
-    })?;
-    let host = match &request.hostname {
-        None => None,
-        Some(h) => {
-            let old = match &h.old {
-                Some(o) => o.clone(),
-                None => {
-                    let mut found: Vec<String> = Vec::new();
-                    for v in &vars {
-                        let n = v.name.to_ascii_lowercase();
-                        let val = v.value.trim();
-                        if n.ends_with("hostname")
-                            && !val.is_empty()
-                            && !found.iter().any(|f| f.eq_ignore_ascii_case(val))
-                        {
-                            found.push(val.to_string());
-                        }
-                    }
-                    match found.len() {
-                        1 => found.remove(0),
-                        0 => {
-                            return Err(refused(
-                                "--hostname: mailserver.cfg has no …Hostname variable to take the old name from".into(),
-                                "give the old name too: --hostname OLD=NEW",
-                            ));
-                        }
-                        _ => {
-                            return Err(refused(
-                                format!(
-                                    "--hostname: mailserver.cfg names several hostnames ({}): which one is the server's?",
-                                    found.join(", ")
-                                ),
-                                "give the old name too: --hostname OLD=NEW",
-                            ));
-                        }
-                    }
-                }
-            };
-            Some((old, h.new.clone()))
-        }
-    };
-    // The longest OLD first: `/opt/kerio/mailserver/store=…` wins over `/opt/kerio=…`.
-    let mut paths: Vec<&PathRewrite> = request.rewrite_paths.iter().collect();
-    paths.sort_by_key(|p| std::cmp::Reverse(p.old.len()));
-    let mut used_host = false;
-    let mut used_paths = vec![false; paths.len()];
-    let mut rewrites = Vec::new();
-    let mut edits = Vec::new();
-    for v in &vars {
-        let mut new = None;
-        if let Some((old, newh)) = &host
-            && v.value.eq_ignore_ascii_case(old)
-        {
-            new = Some((newh.clone(), "--hostname".to_string()));
-            used_host = true;
-        }
-        if new.is_none() {
-            for (i, p) in paths.iter().enumerate() {
-                if let Some(n) = p.apply(&v.value) {
-                    new = Some((n, format!("--rewrite-path {}={}", p.old, p.new)));
-                    used_paths[i] = true;
-                    break;
-                }
-            }
-        }
-        let Some((new, rule)) = new else { continue };
-        let Some(span) = v.span.clone() else {
-            return Err(refused(
-                format!(
-                    "mailserver.cfg {} / {} holds `{}` in a form mailvault does not edit (CDATA, a comment or markup inside)",
-                    v.section, v.name, v.value
-                ),
-                "leave out that rewrite and edit the value by hand after the migration",
-            ));
-        };
-        if new == v.value {
-            continue;
-        }
-        edits.push((span, new.clone()));
-        rewrites.push(Rewrite {
-            file: "mailserver.cfg".into(),
-            section: v.section.clone(),
-            variable: v.name.clone(),
-            old: v.value.clone(),
-            new,
-            rule,
-        });
-    }
-    if let Some((old, _)) = &host
-        && !used_host
-    {
-        notes.push(format!(
-            "--hostname: no value in mailserver.cfg equals `{old}`: nothing rewritten for it"
-        ));
-    }
-    for (p, used) in paths.iter().zip(used_paths) {
-        if !used {
-            notes.push(format!(
-                "--rewrite-path {}={}: no value in mailserver.cfg is `{}` or lies below it",
-                p.old, p.new, p.old
-            ));
-        }
-    }
-    let text = std::str::from_utf8(bytes)
-        .map_err(|_| refused("mailserver.cfg is not UTF-8".into(), "edit it by hand"))?;
-    let new = edit::replace_values(text, &edits).map_err(|e| {
-        refused(
-            format!("mailserver.cfg: {e}"),
-            "leave out --hostname/--rewrite-path and edit it by hand",
-        )
-    })?;
-    // What the server will load must still be a config file with the same
-    // variables in the same places, only the rewritten values changed.
-    let again = edit::variables("mailserver.cfg", new.as_bytes()).map_err(|e| {
-        refused(
-            format!("rewriting would break mailserver.cfg: {e}"),
-            "edit it by hand",
-        )
-    })?;
-    if again.len() != vars.len() {
-        return Err(refused(
-            "rewriting would change mailserver.cfg's structure".into(),
-            "edit it by hand",
-        ));
-    }
-    Ok((rewrites, new.into_bytes()))
 }
 
 /// Carries out a planned migration and verifies the result.
@@ -1264,509 +835,4 @@ pub fn execute(m: Migration, progress: &dyn Progress) -> Result<MigrateReport> {
     report.plan = plan;
     report.seconds = t0.elapsed().as_secs_f64();
     Ok(report)
-}
-
-fn with_displaced(e: Error, placer: &Placer) -> Error {
-    if placer.displaced.is_empty() {
-        return e;
-    }
-    let dir = placer
-        .aside
-        .as_ref()
-        .map(|d| d.display().to_string())
-        .unwrap_or_default();
-    Error::Refused {
-        reason: format!(
-            "the migration stopped: {e}; {} things that were in the way are in `{dir}`",
-            placer.displaced.len()
-        ),
-        hint: "nothing was removed: fix the cause and run the migration again with --force, or move the displaced files back by hand".into(),
-    }
-}
-
-/// A failed copy onto a new or empty target leaves it as it was: all that
-/// is in it is this run's.
-fn undo_new_target(to: &Path, existed: bool) {
-    if let Ok(rd) = fs::read_dir(to) {
-        for e in rd.flatten() {
-            let p = e.path();
-            let _ = if e.file_type().is_ok_and(|t| t.is_dir()) {
-                fs::remove_dir_all(&p)
-            } else {
-                fs::remove_file(&p)
-            };
-        }
-    }
-    if !existed {
-        let _ = fs::remove_dir(to);
-    }
-}
-
-/// Puts files into the target, never over anything: what is in the way is
-/// moved aside first.
-struct Placer {
-    to: PathBuf,
-    aside: Option<PathBuf>,
-    displaced: Vec<Displaced>,
-}
-
-impl Placer {
-    /// Moves whatever is at `rel` (or blocks a parent directory of it) out
-    /// of the way, then makes the parent directories.
-    fn clear(&mut self, rel: &str) -> Result<PathBuf> {
-        let dest =
-            enclosed_path(&self.to, rel).map_err(|e| Error::Invalid(format!("`{rel}`: {e}")))?;
-        while let Some(block) = in_the_way(&self.to, rel)? {
-            self.move_aside(&block)?;
-        }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(Error::io("cannot create", parent))?;
-        }
-        Ok(dest)
-    }
-
-    fn move_aside(&mut self, rel: &str) -> Result<()> {
-        let Some(aside) = &self.aside else {
-            return Err(refused(
-                format!("`{}` appeared in the target while migrating", rel),
-                "run again with --force, or onto an empty directory",
-            ));
-        };
-        let from = enclosed_path(&self.to, rel).map_err(|e| Error::Invalid(e.to_string()))?;
-        let now = enclosed_path(aside, rel).map_err(|e| Error::Invalid(e.to_string()))?;
-        if let Some(p) = now.parent() {
-            fs::create_dir_all(p).map_err(Error::io("cannot create", p))?;
-        }
-        if now.exists() {
-            return Err(refused(
-                format!("`{}` is already taken", now.display()),
-                "run again (a new displaced directory is used)",
-            ));
-        }
-        fs::rename(&from, &now).map_err(Error::io("cannot move aside", &from))?;
-        self.displaced.push(Displaced {
-            path: rel.to_string(),
-            now,
-        });
-        Ok(())
-    }
-
-    /// Links `tmp` (a complete, synced file beside the destination or in
-    /// the staging area) to `rel`, never replacing, then removes `tmp`.
-    fn link(&mut self, tmp: &Path, rel: &str) -> Result<()> {
-        let dest = self.clear(rel)?;
-        match fs::hard_link(tmp, &dest) {
-            Ok(()) => fs::remove_file(tmp).map_err(Error::io("cannot remove", tmp)),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(refused(
-                format!(
-                    "`{}` appeared while migrating: not replaced",
-                    dest.display()
-                ),
-                "stop whatever writes into the target and run again",
-            )),
-            Err(e) => Err(Error::io("cannot create", &dest)(e)),
-        }
-    }
-}
-
-/// A forced migration from backups: the restore went to the staging area
-/// inside the target; each file it wrote (the index.bad of a folder it
-/// could not restore whole too) is linked into place from there, then the
-/// emptied directories are removed (never a file).
-fn move_from_staging(staging: &Path, placer: &mut Placer) -> Result<()> {
-    let mut staged = Vec::new();
-    for e in walkdir::WalkDir::new(staging).follow_links(false) {
-        let e = e.map_err(|e| Error::Unreadable {
-            path: e
-                .path()
-                .map_or_else(|| staging.to_path_buf(), Path::to_path_buf),
-            source: e
-                .into_io_error()
-                .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-        })?;
-        if e.file_type().is_file()
-            && let Some(rel) = e.path().strip_prefix(staging).ok().and_then(Path::to_str)
-        {
-            staged.push((e.path().to_path_buf(), rel.to_string()));
-        }
-    }
-    for (from, rel) in staged {
-        placer.link(&from, &rel)?;
-    }
-    let mut dirs: Vec<PathBuf> = walkdir::WalkDir::new(staging)
-        .into_iter()
-        .flatten()
-        .filter(|e| e.file_type().is_dir())
-        .map(walkdir::DirEntry::into_path)
-        .collect();
-    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
-    for d in dirs {
-        let _ = fs::remove_dir(&d);
-    }
-    Ok(())
-}
-
-/// Copies a live install's files (each to a temporary beside its place,
-/// synced, mtime and permissions kept, then linked in) and directories.
-/// Returns the files with the CRC-32 of what was copied.
-fn copy_install(
-    dir: &Path,
-    dirs: &[String],
-    files: Vec<SourceFile>,
-    placer: &mut Placer,
-    progress: &dyn Progress,
-    report: &mut MigrateReport,
-) -> Result<Vec<SourceFile>> {
-    fs::create_dir_all(&placer.to).map_err(Error::io("cannot create", &placer.to))?;
-    let lock = if placer.aside.is_none() {
-        Some(InstallLock::take(&placer.to)?)
-    } else {
-        None
-    };
-    progress.start(
-        "copying",
-        files.len() as u64,
-        files.iter().map(|f| f.size).sum(),
-    );
-    for d in dirs {
-        let p = enclosed_path(&placer.to, d).map_err(|e| Error::Invalid(e.to_string()))?;
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                placer.clear(d)?;
-                fs::create_dir(&p).map_err(Error::io("cannot create", &p))?;
-            }
-            Err(_) => {
-                placer.clear(d)?;
-                fs::create_dir_all(&p).map_err(Error::io("cannot create", &p))?;
-            }
-        }
-    }
-    let mut out = Vec::with_capacity(files.len());
-    let mut buf = vec![0u8; 256 << 10];
-    let mut synced_dirs = BTreeSet::new();
-    for f in files {
-        let src = enclosed_path(dir, &f.rel).map_err(|e| Error::Invalid(e.to_string()))?;
-        let dest = placer.clear(&f.rel)?;
-        let parent = dest
-            .parent()
-            .map_or_else(|| placer.to.clone(), Path::to_path_buf);
-        let tmp = parent.join(format!(".mailvault-migrate-tmp-{}", std::process::id()));
-        let copied = copy_file(&src, &tmp, &mut buf);
-        let (size, crc) = match copied {
-            Ok(x) => x,
-            Err(CopyError::Vanished) => {
-                let _ = fs::remove_file(&tmp);
-                report.not_migrated.push(NotMigrated {
-                    path: f.rel.clone(),
-                    reason: "vanished from the source while copying".into(),
-                });
-                continue;
-            }
-            Err(CopyError::Source(e)) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::Unreadable {
-                    path: src,
-                    source: e,
-                });
-            }
-            Err(CopyError::Target(e)) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::io("cannot write", &tmp)(e));
-            }
-        };
-        if let Err(e) = placer.link(&tmp, &f.rel) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        synced_dirs.insert(parent);
-        report.written += 1;
-        report.bytes += size;
-        progress.inc(1, size);
-        out.push(SourceFile {
-            rel: f.rel,
-            size,
-            crc: Some(crc),
-        });
-    }
-    // The links (directory entries) are durable too before the report says so.
-    for d in &synced_dirs {
-        if let Ok(h) = fs::File::open(d) {
-            let _ = h.sync_all();
-        }
-    }
-    progress.finish();
-    if let Some(l) = lock {
-        drop(l);
-        let _ = fs::remove_file(placer.to.join(LOCK_FILE));
-    }
-    Ok(out)
-}
-
-enum CopyError {
-    Vanished,
-    Source(std::io::Error),
-    Target(std::io::Error),
-}
-
-/// Copies `src` to a new `tmp` (mtime, permissions and, as root, owner
-/// kept), synced; returns its size and CRC-32.
-fn copy_file(src: &Path, tmp: &Path, buf: &mut [u8]) -> std::result::Result<(u64, u32), CopyError> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
-    let mut input = match fs::File::open(src) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(CopyError::Vanished),
-        Err(e) => return Err(CopyError::Source(e)),
-    };
-    let meta = input.metadata().map_err(CopyError::Source)?;
-    let _ = fs::remove_file(tmp);
-    let mut out = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(CopyError::Target)?;
-    let mut h = crc32fast::Hasher::new();
-    let mut size = 0u64;
-    loop {
-        let n = match input.read(buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CopyError::Source(e)),
-        };
-        h.update(&buf[..n]);
-        out.write_all(&buf[..n]).map_err(CopyError::Target)?;
-        size += n as u64;
-    }
-    let _ = std::os::unix::fs::fchown(&out, Some(meta.uid()), Some(meta.gid()));
-    out.set_permissions(meta.permissions())
-        .map_err(CopyError::Target)?;
-    out.set_modified(meta.modified().map_err(CopyError::Source)?)
-        .map_err(CopyError::Target)?;
-    out.sync_all().map_err(CopyError::Target)?;
-    Ok((size, h.finalize()))
-}
-
-/// Compares the target with the source: every file (size, CRC-32), the
-/// config files, and per mailbox the folders and items.
-fn verify(
-    to: &Path,
-    files: &[SourceFile],
-    source_mail: &Inventory,
-    cfg_edit: Option<&(Vec<u8>, Vec<u8>)>,
-    progress: &dyn Progress,
-    report: &mut MigrateReport,
-) -> Result<()> {
-    // The target's files where the source's may be.
-    let mut target_files: BTreeMap<String, u64> = BTreeMap::new();
-    for top in CONFIG_FILES
-        .iter()
-        .chain(CONFIG_DIRS.iter())
-        .chain(["store"].iter())
-    {
-        let root = to.join(top);
-        if !root.exists() {
-            continue;
-        }
-        let mut walker = walkdir::WalkDir::new(&root).follow_links(false).into_iter();
-        while let Some(e) = walker.next() {
-            let e = e.map_err(|e| Error::Unreadable {
-                path: e.path().map_or_else(|| root.clone(), Path::to_path_buf),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
-            })?;
-            let Some(rel) = e
-                .path()
-                .strip_prefix(to)
-                .ok()
-                .and_then(Path::to_str)
-                .map(str::to_string)
-            else {
-                continue;
-            };
-            if e.file_type().is_dir() {
-                let excluded = rel
-                    .strip_prefix("store/")
-                    .is_some_and(|s| !s.contains('/') && EXCLUDED_STORE_DIRS.contains(&s));
-                if excluded || e.file_name() == STAGING_DIR {
-                    walker.skip_current_dir();
-                }
-                continue;
-            }
-            if e.file_type().is_file() {
-                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                target_files.insert(rel, size);
-            }
-        }
-    }
-    progress.start(
-        "verifying",
-        files.len() as u64,
-        files.iter().map(|f| f.size).sum(),
-    );
-    let mut check = FilesCheck {
-        source: files.len() as u64,
-        ..FilesCheck::default()
-    };
-    let mut buf = vec![0u8; 256 << 10];
-    let source_rels: BTreeSet<&str> = files.iter().map(|f| f.rel.as_str()).collect();
-    for f in files {
-        progress.inc(1, f.size);
-        let expected = match cfg_edit {
-            Some((_, new)) if f.rel == "mailserver.cfg" => {
-                Some((new.len() as u64, crc32fast::hash(new)))
-            }
-            _ => f.crc.map(|c| (f.size, c)),
-        };
-        let Some(&size) = target_files.get(&f.rel) else {
-            check.missing.push(f.rel.clone());
-            continue;
-        };
-        let same = match expected {
-            Some((want_size, want_crc)) => {
-                size == want_size && crc_of(&to.join(&f.rel), &mut buf).is_ok_and(|c| c == want_crc)
-            }
-            None => size == f.size,
-        };
-        if same {
-            check.equal += 1;
-        } else {
-            check.different.push(f.rel.clone());
-        }
-    }
-    progress.finish();
-    check.extra = target_files
-        .keys()
-        .filter(|k| !source_rels.contains(k.as_str()))
-        .count() as u64;
-    report.files = check;
-
-    for name in CONFIG_FILES {
-        let in_source = source_rels.contains(name);
-        let path = to.join(name);
-        let bytes = fs::read(&path).ok();
-        let parses = bytes
-            .as_deref()
-            .is_some_and(|b| edit::variables(name, b).is_ok());
-        let expected = match cfg_edit {
-            Some((_, new)) if name == "mailserver.cfg" => {
-                Some((new.len() as u64, crc32fast::hash(new)))
-            }
-            _ => files
-                .iter()
-                .find(|f| f.rel == name)
-                .and_then(|f| f.crc.map(|c| (f.size, c))),
-        };
-        let as_expected = match (&bytes, expected) {
-            (Some(b), Some((s, c))) => b.len() as u64 == s && crc32fast::hash(b) == c,
-            (None, None) => true,
-            _ => false,
-        };
-        report.config.push(ConfigCheck {
-            file: name.to_string(),
-            in_source,
-            present: bytes.is_some(),
-            parses,
-            as_expected,
-        });
-    }
-
-    let extra: Vec<&str> = target_files
-        .keys()
-        .filter(|k| MailboxPath::parse(k).is_some())
-        .map(String::as_str)
-        .collect();
-    let target_mail = inventory(&mut LiveStore::new(to.join("store")), &extra)?;
-    let names: BTreeSet<&String> = source_mail.keys().chain(target_mail.keys()).collect();
-    let empty = MailboxInv::default();
-    for name in names {
-        let s = source_mail.get(name).unwrap_or(&empty);
-        let t = target_mail.get(name).unwrap_or(&empty);
-        let mut diffs = Vec::new();
-        for f in s.folders.difference(&t.folders) {
-            diffs.push(format!("folder `{f}` missing in the target"));
-        }
-        for f in t.folders.difference(&s.folders) {
-            diffs.push(format!("folder `{f}` only in the target"));
-        }
-        for (rel, size) in &s.items {
-            match t.items.get(rel) {
-                None => diffs.push(format!("`{rel}` missing in the target")),
-                Some(ts) if ts != size => {
-                    diffs.push(format!(
-                        "`{rel}`: {size} bytes in the source, {ts} in the target"
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        for rel in t.items.keys().filter(|r| !s.items.contains_key(*r)) {
-            diffs.push(format!("`{rel}` only in the target"));
-        }
-        let equal = diffs.is_empty();
-        if diffs.len() > MAX_LISTED {
-            let more = diffs.len() - MAX_LISTED;
-            diffs.truncate(MAX_LISTED);
-            diffs.push(format!("… and {more} more"));
-        }
-        report.mailboxes.push(MailboxCheck {
-            mailbox: name.clone(),
-            folders_source: s.folders.len(),
-            folders_target: t.folders.len(),
-            items_source: s.items.len() as u64,
-            items_target: t.items.len() as u64,
-            bytes_source: s.bytes(),
-            bytes_target: t.bytes(),
-            equal,
-            differences: diffs,
-        });
-    }
-    Ok(())
-}
-
-fn crc_of(path: &Path, buf: &mut [u8]) -> std::io::Result<u32> {
-    let mut f = fs::File::open(path)?;
-    let mut h = crc32fast::Hasher::new();
-    loop {
-        match f.read(buf)? {
-            0 => return Ok(h.finalize()),
-            n => h.update(&buf[..n]),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-    use super::*;
-
-    #[test]
-    fn path_rewrites_match_whole_components() {
-        let r: PathRewrite = "/opt/kerio/mailserver/=/srv/kerio".parse().unwrap();
-        assert_eq!(r.old, "/opt/kerio/mailserver");
-        assert_eq!(
-            r.apply("/opt/kerio/mailserver").as_deref(),
-            Some("/srv/kerio")
-        );
-        assert_eq!(
-            r.apply("/opt/kerio/mailserver/store/backup").as_deref(),
-            Some("/srv/kerio/store/backup")
-        );
-        assert_eq!(r.apply("/opt/kerio/mailserver2/store"), None);
-        assert_eq!(r.apply("x/opt/kerio/mailserver"), None);
-        for bad in ["/opt", "=/x", "/x=", "/=/srv"] {
-            assert!(bad.parse::<PathRewrite>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn hostnames_are_checked() {
-        let h: HostnameChange = "mail.old.cz=mail.new.cz".parse().unwrap();
-        assert_eq!(h.old.as_deref(), Some("mail.old.cz"));
-        assert_eq!(h.new, "mail.new.cz");
-        assert!("mail new".parse::<HostnameChange>().is_err());
-        assert!("a=".parse::<HostnameChange>().is_err());
-    }
 }
