@@ -17,12 +17,13 @@ use crate::cli::progress::Drawer;
 
 const AFTER_HELP: &str = "\
 Examples:
-  mailvault migrate --from /mnt/backup --to /opt/kerio/mailserver --dry-run
-  mailvault migrate --from /mnt/backup --to /opt/kerio/mailserver --hostname mail.example.com
-  mailvault migrate --from-install /mnt/oldserver/opt/kerio/mailserver --to /opt/kerio/mailserver \\
-      --rewrite-path /opt/kerio/mailserver=/srv/kerio --hostname mail.old.cz=mail.new.cz
-  mailvault migrate --from 's3://backups/kerio?endpoint=https://s3.example.net' --key /root/mailvault.key \\
-      --at 2026-11-22T06:00:00Z --to /opt/kerio/mailserver --json
+  mailvault migrate --from /srv/backups --to /srv/kerio-new --dry-run
+  mailvault migrate --from /srv/backups --to /srv/kerio-new --hostname mail.example.net
+  mailvault migrate --from /srv/backups --to /opt/kerio/mailserver --force  # fresh install
+  mailvault migrate --from-install /mnt/old/opt/kerio/mailserver --to /srv/kerio-new \\
+      --rewrite-path /opt/kerio/mailserver=/srv/kerio-new --hostname mail.old.cz=mail.new.cz
+  mailvault migrate --from 's3://backups/kerio?endpoint=https://s3.example.net' \\
+      --key /root/mailvault.key --at 2026-11-22T06:00:00Z --to /srv/kerio-new --json
 
 The target must be new or empty. --force accepts one that is not: nothing in it is removed or
 overwritten; whatever is where a migrated file goes is moved into
