@@ -321,7 +321,7 @@ fn physical(p: &Path) -> PathBuf {
     }
 }
 
-/// Refuses a target that is, lies inside or holds `source`.
+/// Refuses a target that is `source` or lies inside it.
 fn not_within(to: &Path, source: &Path, what: &str) -> Result<()> {
     let (t, s) = (physical(to), physical(source));
     if t.starts_with(&s) {
@@ -343,7 +343,8 @@ fn not_within(to: &Path, source: &Path, what: &str) -> Result<()> {
 /// mail server (live source or forced target).
 pub fn plan(request: MigrateRequest) -> Result<Migration> {
     let to = &request.to;
-    match fs::symlink_metadata(to) {
+    // (A link to a directory is a deployment choice: followed.)
+    match fs::metadata(to) {
         Ok(m) if !m.is_dir() => {
             return Err(refused(
                 format!("the target `{}` is not a directory", to.display()),

@@ -221,7 +221,16 @@ fn from_a_live_install_equal_and_the_source_untouched() {
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
     // An empty folder is a folder too.
     std::fs::create_dir_all(t.path("store/mail/example.com/jane/Empty/#msgs")).unwrap();
+    // Deployments: the store on a disk of its own, its logs elsewhere.
+    let disk2 = t.tmp.path().join("disk2");
+    std::fs::create_dir(&disk2).unwrap();
+    std::fs::rename(t.path("store"), disk2.join("store")).unwrap();
+    std::os::unix::fs::symlink(disk2.join("store"), t.path("store")).unwrap();
+    let elsewhere = t.tmp.path().join("var-log");
+    std::fs::rename(t.path("store/logs"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, t.path("store/logs")).unwrap();
     let before = snapshot(&t.install());
+    let before_disk2 = snapshot(&disk2);
     let to = t.tmp.path().join("new");
     let out = migrate(&[
         "--from-install",
@@ -252,17 +261,26 @@ fn from_a_live_install_equal_and_the_source_untouched() {
         .unwrap();
     assert_eq!(jane["folders_source"], jane["folders_target"]);
     assert!(to.join("store/mail/example.com/jane/Empty/#msgs").is_dir());
+    assert!(!to.join("store/logs").exists());
+    assert!(
+        !std::fs::symlink_metadata(to.join("store"))
+            .unwrap()
+            .is_symlink()
+    );
     assert_eq!(snapshot(&t.install()), before, "the source was changed");
+    assert_eq!(snapshot(&disk2), before_disk2, "the source was changed");
     assert!(!t.path(".kmsrecover.lock").exists());
 
     // Everything but logs, queue and tmp, the disabled user's mail too,
     // byte for byte with mtimes; mailserver.cfg only rewritten.
     let mut want: BTreeMap<String, (Vec<u8>, std::time::SystemTime)> = before;
+    want.extend(before_disk2);
     want.retain(|k, _| {
         !["store/logs/", "store/queue/", "store/tmp/"]
             .iter()
             .any(|p| k.starts_with(p))
     });
+    assert!(want.contains_key("store/mail/firma.cz/petr/INBOX/index.fld"));
     let mut got = snapshot(&to);
     let cfg = got.remove("mailserver.cfg").unwrap().0;
     let old_cfg = want.remove("mailserver.cfg").unwrap().0;
@@ -284,6 +302,15 @@ fn from_a_live_install_equal_and_the_source_untouched() {
         "the private key stays private"
     );
     assert!(!to.join(".kmsrecover.lock").exists());
+
+    // A link inside a mailbox is not followed, and the run says what it left.
+    let link = "store/mail/example.com/john/INBOX/#msgs/00000077.eml";
+    std::os::unix::fs::symlink("/etc/passwd", t.path(link)).unwrap();
+    let to2 = t.tmp.path().join("new2");
+    let out = migrate(&["--from-install", s(&t.install()), "--to", s(&to2), "-q"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stdout(&out).contains(link), "{}", stdout(&out));
+    assert!(std::fs::symlink_metadata(to2.join(link)).is_err());
 }
 
 #[test]

@@ -94,11 +94,21 @@ pub(super) fn walk_source(
             continue;
         };
         let ft = entry.file_type();
-        if ft.is_dir() {
-            let excluded = rel
-                .strip_prefix("store/")
-                .is_some_and(|sub| !sub.contains('/') && EXCLUDED_STORE_DIRS.contains(&sub));
-            if excluded || (entry.depth() > 0 && entry.file_name() == STAGING_DIR) {
+        // Left out whatever they are (`store/logs` is often a link to /var/log).
+        let excluded = rel
+            .strip_prefix("store/")
+            .is_some_and(|sub| !sub.contains('/') && EXCLUDED_STORE_DIRS.contains(&sub));
+        if excluded {
+            if ft.is_dir() {
+                walker.skip_current_dir();
+            }
+            continue;
+        }
+        // A top-level part that is a link (`store` on a disk of its own) is
+        // a deployment: taken as if the directory were there. Links below
+        // it are not followed.
+        if ft.is_dir() || (entry.depth() == 0 && entry.path().is_dir()) {
+            if entry.depth() > 0 && entry.file_name() == STAGING_DIR {
                 walker.skip_current_dir();
                 continue;
             }
