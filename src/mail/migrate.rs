@@ -405,6 +405,16 @@ pub fn plan(request: MigrateRequest) -> Result<Migration> {
             None
         }
     };
+    let staging = to.join(STAGING);
+    if fs::symlink_metadata(&staging).is_ok() {
+        return Err(refused(
+            format!(
+                "`{}` is left from an interrupted migration",
+                staging.display()
+            ),
+            "it holds only copies that run made: remove it and run again",
+        ));
+    }
     if !entries.is_empty() && !request.force {
         return Err(refused(
             format!(
@@ -510,7 +520,12 @@ fn plan_backups(
     let p = &prepared.plan;
     plan.source = SourceState {
         kind: "backups",
-        location: source.repo.storage().describe(""),
+        location: source
+            .repo
+            .storage()
+            .describe("")
+            .trim_matches('`')
+            .to_string(),
         chain: p.chain.clone(),
         passed_over: p.passed_over.clone(),
         ..SourceState::default()
@@ -781,8 +796,12 @@ pub fn execute(m: Migration, progress: &dyn Progress) -> Result<MigrateReport> {
                         .into_owned()
                 })
                 .collect();
-            if let Some(st) = &staging {
-                move_from_staging(st, &mut placer).map_err(|e| with_displaced(e, &placer))?;
+            if let Some(st) = &staging
+                && let Err(e) = move_from_staging(st, &mut placer)
+            {
+                // Only this run's copies are left there.
+                let _ = fs::remove_dir_all(st);
+                return Err(with_displaced(e, &placer));
             }
             (files, mail)
         }
@@ -791,7 +810,10 @@ pub fn execute(m: Migration, progress: &dyn Progress) -> Result<MigrateReport> {
             let files = match copied {
                 Ok(f) => f,
                 Err(e) => {
-                    if !forced {
+                    if forced {
+                        // Only this run's copies are there.
+                        let _ = fs::remove_dir_all(to.join(STAGING));
+                    } else {
                         undo_new_target(&to, target_existed);
                     }
                     return Err(with_displaced(e, &placer));

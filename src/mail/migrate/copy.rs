@@ -5,7 +5,6 @@
 //! from an install, and how each file is copied with its mtime, mode and
 //! owner) and the move out of a forced restore's staging area live here.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::io::{Read, Write as _};
 use std::path::{Path, PathBuf};
@@ -14,7 +13,7 @@ use mailvault_formats::layout::{self, EXCLUDED_STORE_DIRS, enclosed_path};
 use mailvault_recover::request::{LOCK_FILE, STAGING_DIR};
 use serde::Serialize;
 
-use super::{MigrateReport, NotMigrated, SourceFile, refused, ser_path};
+use super::{MigrateReport, NotMigrated, STAGING, SourceFile, refused, ser_path};
 use crate::error::{Error, Result};
 use crate::mail::folder::InstallLock;
 use crate::progress::Progress;
@@ -290,8 +289,11 @@ pub(super) fn move_from_staging(staging: &Path, placer: &mut Placer) -> Result<(
     Ok(())
 }
 
-/// Copies a live install's files (each to a temporary beside its place,
-/// synced, mtime and permissions kept, then linked in) and directories.
+/// Copies a live install: every file into the staging area inside the
+/// target (mtime, mode and, as root, owner kept), one `syncfs` for all of
+/// them, then each linked to its name, the directories (empty ones too)
+/// made, and a second `syncfs` for the names. So no final name ever holds
+/// a file whose data could still be lost, without an fsync per file.
 /// Returns the files with the CRC-32 of what was copied.
 pub(super) fn copy_install(
     dir: &Path,
@@ -307,40 +309,24 @@ pub(super) fn copy_install(
     } else {
         None
     };
+    let staging = placer.to.join(STAGING);
+    fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
     progress.start(
         "copying",
         files.len() as u64,
         files.iter().map(|f| f.size).sum(),
     );
-    for d in dirs {
-        let p = enclosed_path(&placer.to, d).map_err(|e| Error::Invalid(e.to_string()))?;
-        match fs::symlink_metadata(&p) {
-            Ok(m) if m.is_dir() => {}
-            Ok(_) => {
-                placer.clear(d)?;
-                fs::create_dir(&p).map_err(Error::io("cannot create", &p))?;
-            }
-            Err(_) => {
-                placer.clear(d)?;
-                fs::create_dir_all(&p).map_err(Error::io("cannot create", &p))?;
-            }
-        }
-    }
     let mut out = Vec::with_capacity(files.len());
     let mut buf = vec![0u8; 256 << 10];
-    let mut synced_dirs = BTreeSet::new();
     for f in files {
         let src = enclosed_path(dir, &f.rel).map_err(|e| Error::Invalid(e.to_string()))?;
-        let dest = placer.clear(&f.rel)?;
-        let parent = dest
-            .parent()
-            .map_or_else(|| placer.to.clone(), Path::to_path_buf);
-        let tmp = parent.join(format!(".mailvault-migrate-tmp-{}", std::process::id()));
-        let copied = copy_file(&src, &tmp, &mut buf);
-        let (size, crc) = match copied {
+        let staged = enclosed_path(&staging, &f.rel).map_err(|e| Error::Invalid(e.to_string()))?;
+        if let Some(p) = staged.parent() {
+            fs::create_dir_all(p).map_err(Error::io("cannot create", p))?;
+        }
+        let (size, crc) = match copy_file(&src, &staged, &mut buf) {
             Ok(x) => x,
             Err(CopyError::Vanished) => {
-                let _ = fs::remove_file(&tmp);
                 report.not_migrated.push(NotMigrated {
                     path: f.rel.clone(),
                     reason: "vanished from the source while copying".into(),
@@ -348,22 +334,13 @@ pub(super) fn copy_install(
                 continue;
             }
             Err(CopyError::Source(e)) => {
-                let _ = fs::remove_file(&tmp);
                 return Err(Error::Unreadable {
                     path: src,
                     source: e,
                 });
             }
-            Err(CopyError::Target(e)) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(Error::io("cannot write", &tmp)(e));
-            }
+            Err(CopyError::Target(e)) => return Err(Error::io("cannot write", &staged)(e)),
         };
-        if let Err(e) = placer.link(&tmp, &f.rel) {
-            let _ = fs::remove_file(&tmp);
-            return Err(e);
-        }
-        synced_dirs.insert(parent);
         report.written += 1;
         report.bytes += size;
         progress.inc(1, size);
@@ -373,18 +350,28 @@ pub(super) fn copy_install(
             crc: Some(crc),
         });
     }
-    // The links (directory entries) are durable too before the report says so.
-    for d in &synced_dirs {
-        if let Ok(h) = fs::File::open(d) {
-            let _ = h.sync_all();
+    progress.finish();
+    sync_fs(&staging)?;
+    for d in dirs {
+        let p = enclosed_path(&placer.to, d).map_err(|e| Error::Invalid(e.to_string()))?;
+        if !fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            placer.clear(d)?;
+            fs::create_dir_all(&p).map_err(Error::io("cannot create", &p))?;
         }
     }
-    progress.finish();
+    move_from_staging(&staging, placer)?;
+    sync_fs(&placer.to)?;
     if let Some(l) = lock {
         drop(l);
         let _ = fs::remove_file(placer.to.join(LOCK_FILE));
     }
     Ok(out)
+}
+
+/// Makes everything written on the target's filesystem durable.
+fn sync_fs(p: &Path) -> Result<()> {
+    let f = fs::File::open(p).map_err(Error::io("cannot open", p))?;
+    rustix::fs::syncfs(&f).map_err(|e| Error::io("cannot sync", p)(e.into()))
 }
 
 enum CopyError {
@@ -394,7 +381,8 @@ enum CopyError {
 }
 
 /// Copies `src` to a new `tmp` (mtime, permissions and, as root, owner
-/// kept), synced; returns its size and CRC-32.
+/// kept); returns its size and CRC-32. Not synced: the caller syncs the
+/// filesystem once before anything gets its final name.
 fn copy_file(src: &Path, tmp: &Path, buf: &mut [u8]) -> std::result::Result<(u64, u32), CopyError> {
     use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _};
     let mut input = match fs::File::open(src) {
@@ -428,6 +416,5 @@ fn copy_file(src: &Path, tmp: &Path, buf: &mut [u8]) -> std::result::Result<(u64
         .map_err(CopyError::Target)?;
     out.set_modified(meta.modified().map_err(CopyError::Source)?)
         .map_err(CopyError::Target)?;
-    out.sync_all().map_err(CopyError::Target)?;
     Ok((size, h.finalize()))
 }

@@ -174,6 +174,15 @@ pub(super) fn rewrite_config(
         if let Some((old, newh)) = &host
             && v.value.eq_ignore_ascii_case(old)
         {
+            if v.name.eq_ignore_ascii_case("domain") {
+                // A mail domain named like the host: its mailboxes live in
+                // a directory of that name, so renaming it would orphan them.
+                notes.push(format!(
+                    "--hostname: {} / {} is the mail domain `{}`, left as it is",
+                    v.section, v.name, v.value
+                ));
+                continue;
+            }
             new = Some((newh.clone(), "--hostname".to_string()));
             used_host = true;
         }
@@ -307,6 +316,25 @@ mod tests {
                 .replace(">mail.old.cz<", ">mail.new.cz<")
         );
         assert!(notes.is_empty(), "{notes:?}");
+
+        // A mail domain named like the host stays (its mailboxes are named by it).
+        let with_domain = CFG.replace(
+            "</config>",
+            "<list name=\"Domain\"><listitem><variable name=\"Domain\">mail.old.cz</variable></listitem></list>\n</config>",
+        );
+        let (rw, new) = rewrite_config(
+            &request(Some("mail.new.cz"), &[]),
+            with_domain.as_bytes(),
+            &mut notes,
+        )
+        .unwrap();
+        assert_eq!(rw.len(), 2);
+        assert!(
+            String::from_utf8(new)
+                .unwrap()
+                .contains("\"Domain\">mail.old.cz<")
+        );
+        assert_eq!(notes.len(), 1, "{notes:?}");
     }
 
     #[test]
