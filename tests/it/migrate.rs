@@ -378,6 +378,19 @@ fn refuses_targets_that_would_lose_data_and_a_dry_run_writes_nothing() {
     assert!(!backups.join("new").exists());
     assert_eq!(snapshot(&t.install()), src_before);
 
+    // A live source while its server runs: refused, nothing written.
+    let out = migrate(&[
+        "--from-install",
+        s(&t.install()),
+        "--to",
+        s(&fresh),
+        "--running-check",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(stderr(&out).contains("running"), "{}", stderr(&out));
+    assert!(!fresh.exists());
+
     // A missing source: named.
     let missing = t.tmp.path().join("no-such-backups");
     let out = migrate(&["--from", s(&missing), "--to", s(&fresh)]);
@@ -606,4 +619,48 @@ fn forced_target_keeps_everything_that_was_there() {
     assert!(moved.contains(&"mailserver.cfg") && moved.contains(&"license"));
     assert!(!to.join(".mailvault-migrate-staging").exists());
     assert!(!to.join(".kmsrecover.lock").exists());
+}
+
+/// Real mail nobody here wrote (the SpamAssassin corpus laid out as a Kerio
+/// store, 5,545 messages): both ways verified equal, file for file.
+#[test]
+fn a_real_corpus_store_both_ways() {
+    let Some(corpus) = corpus("MAILVAULT_TEST_SPAM_STORE") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let install = tmp.path().join("install");
+    copy_tree(&corpus, &install);
+    let backups = tmp.path().join("backups");
+    ok(&[
+        "backup",
+        "full",
+        "--install-dir",
+        s(&install),
+        "--backup-dir",
+        s(&backups),
+        "-q",
+    ]);
+    let want = tree(&install);
+    for (name, from) in [
+        ("from-backups", vec!["--from", s(&backups)]),
+        ("from-install", vec!["--from-install", s(&install)]),
+    ] {
+        let to = tmp.path().join(name);
+        let out = migrate(&[&from[..], &["--to", s(&to), "--json"]].concat());
+        assert_eq!(out.status.code(), Some(0), "{name}: {}", stderr(&out));
+        let v = json_of(&out);
+        assert_all_equal(&v, &[]);
+        let items: u64 = v["mailboxes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["items_target"].as_u64().unwrap())
+            .sum();
+        assert!(items >= 5_000, "{name}: {items} items");
+        assert!(
+            tree(&to) == want,
+            "{name}: the tree differs from the source"
+        );
+    }
 }
