@@ -291,6 +291,33 @@ fn ser_opt_path<S: serde::Serializer>(
     }
 }
 
+/// The install lock of a forced target, held for the whole run; its file
+/// goes again when the run made it.
+struct TargetLock {
+    lock: Option<InstallLock>,
+    made: Option<PathBuf>,
+}
+
+impl TargetLock {
+    fn take(to: &Path) -> Result<Self> {
+        let path = to.join(LOCK_FILE);
+        let existed = fs::symlink_metadata(&path).is_ok();
+        Ok(Self {
+            lock: Some(InstallLock::take(to)?),
+            made: (!existed).then_some(path),
+        })
+    }
+}
+
+impl Drop for TargetLock {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        if let Some(p) = &self.made {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
 fn refused(reason: String, hint: &str) -> Error {
     Error::Refused {
         reason,
@@ -748,9 +775,8 @@ pub fn execute(m: Migration, progress: &dyn Progress) -> Result<MigrateReport> {
     let forced = !plan.target.empty;
     // A forced target is locked for the whole run (an empty one by the
     // restore, or below, by the copy).
-    let lock_existed = to.join(LOCK_FILE).exists();
     let _lock = if forced {
-        Some(InstallLock::take(&to)?)
+        Some(TargetLock::take(&to)?)
     } else {
         None
     };
@@ -842,10 +868,6 @@ pub fn execute(m: Migration, progress: &dyn Progress) -> Result<MigrateReport> {
         replace_file(&path, new)?;
         fs::set_permissions(&path, perms).map_err(Error::io("cannot write", &path))?;
         report.rewrites.clone_from(&plan.rewrites);
-    }
-    if forced && !lock_existed {
-        drop(_lock);
-        let _ = fs::remove_file(to.join(LOCK_FILE));
     }
     verify(
         &to,
