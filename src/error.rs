@@ -60,6 +60,18 @@ pub enum Error {
         /// What differed.
         message: String,
     },
+    /// A command line that cannot work (exit code 2), said with what to give instead.
+    #[error("{0}")]
+    Usage(String),
+    /// An operation refused before it changed anything (a migration onto a
+    /// directory that is not empty, rewrites that cannot be done).
+    #[error("{reason}")]
+    Refused {
+        /// What was refused and why.
+        reason: String,
+        /// What to do instead.
+        hint: String,
+    },
     /// The schedule configuration is malformed.
     #[error("`{path}`: {reason}")]
     Config {
@@ -86,6 +98,7 @@ impl Error {
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 "run mailvault as a user that may read the install and write the backup directory".into()
             }
+            Self::Refused { hint, .. } => hint.clone(),
             Self::NotAnInstall(_) => "pass the Kerio Connect install directory with --install-dir (default /opt/kerio/mailserver); nothing was created".into(),
             Self::Unreadable { .. } => "fix the file's permissions, or pass --skip-unreadable to back up the rest and list it as skipped".into(),
             Self::Zip { .. } => {

@@ -5,6 +5,7 @@
 //! writes files of that shape (for sample installs). Values such as password
 //! hashes are opaque strings, copied verbatim and never decoded.
 
+pub mod edit;
 pub mod users;
 
 use quick_xml::Reader;
