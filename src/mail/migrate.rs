@@ -566,10 +566,12 @@ fn plan_backups(
     plan.notes.extend(p.notes.iter().cloned());
     for s in prepared.chain.skipped() {
         match s.reason {
-            SkipReason::DisabledUser => plan.notes.push(format!(
-                "`{}`: a disabled user's mailbox, which backups leave out (as Kerio's do): not migrated; enable the user before the final backup, or migrate with --from-install",
-                s.path
-            )),
+            // In place, a restore keeps such a mailbox; on a new server it
+            // would be missing: not migrated, so not a complete migration.
+            SkipReason::DisabledUser => plan.not_migrated.push(NotMigrated {
+                path: s.path.clone(),
+                reason: "a disabled user's mailbox, which backups leave out (as Kerio's do): enable the user before the final backup, or migrate with --from-install".into(),
+            }),
             SkipReason::Vanished => {}
             ref r => plan.not_migrated.push(NotMigrated {
                 path: s.path.clone(),
