@@ -342,6 +342,80 @@ impl Volume {
         Ok(Some(buf))
     }
 
+    /// Reads the start of an entry's content into `out` (cleared first),
+    /// `step` bytes at a time, until `enough(out)` says so, `limit` bytes
+    /// are there or the entry ends; only as much is inflated as that takes.
+    /// Returns whether the entry was read to its end: then its CRC-32 was
+    /// checked (an entry whose content all came out while reading its start
+    /// is finished, which costs nothing). Otherwise damage in what was read
+    /// is found only where the decompressor or the headers show it. Local
+    /// and central headers must agree, as for [`Volume::copy_entry`].
+    ///
+    /// # Errors
+    /// [`ProblemKind::Damaged`] naming the entry.
+    pub fn read_head(
+        &mut self,
+        index: usize,
+        limit: usize,
+        step: usize,
+        out: &mut Vec<u8>,
+        enough: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, Problem> {
+        out.clear();
+        let opts = zip::read::ZipReadOptions::new().enforce_header_consistency(true);
+        let entry = self
+            .entry_name(index)
+            .unwrap_or_else(|| format!("#{index}"));
+        let place = &self.place;
+        let mut f = self
+            .zip
+            .by_index_with_options(index, opts)
+            .map_err(|e| Problem::new(ProblemKind::Damaged, place, e.to_string()).at(&entry))?;
+        let step = step.max(1);
+        while out.len() < limit {
+            let at = out.len();
+            let want = step.min(limit - at);
+            out.resize(at + want, 0);
+            let got = loop {
+                match f.read(&mut out[at..]) {
+                    Ok(k) => break k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        out.truncate(at);
+                        return Err(
+                            Problem::new(ProblemKind::Damaged, place, e.to_string()).at(entry)
+                        );
+                    }
+                }
+            };
+            out.truncate(at + got);
+            if got == 0 {
+                return Ok(true);
+            }
+            if enough(out) {
+                // All of it inflated already (a small entry): one more read
+                // costs nothing and has the CRC-32 checked.
+                if out.len() as u64 >= f.size() {
+                    let mut rest = [0u8; 1];
+                    return match f.read(&mut rest) {
+                        Ok(0) => Ok(true),
+                        Ok(_) => Err(Problem::new(
+                            ProblemKind::Damaged,
+                            place,
+                            "holds more than the size recorded",
+                        )
+                        .at(entry)),
+                        Err(e) => {
+                            Err(Problem::new(ProblemKind::Damaged, place, e.to_string()).at(entry))
+                        }
+                    };
+                }
+                return Ok(false);
+            }
+        }
+        Ok(false)
+    }
+
     /// Streams an entry's content into `out`, refusing more than `limit`
     /// bytes; returns (bytes, CRC-32 of them). The `zip` crate also checks
     /// the central directory's CRC and the local header's name.
