@@ -236,9 +236,12 @@ impl Volume {
                 }
             };
             let raw = f.name_raw();
-            let shown = String::from_utf8_lossy(raw).escape_debug().to_string();
+            // The name as shown is made only for a finding (not per entry).
             let hostile =
-                |why: &str| Problem::new(ProblemKind::Hostile, &self.place, why).at(&shown);
+                |why: &str| {
+                    Problem::new(ProblemKind::Hostile, &self.place, why)
+                        .at(String::from_utf8_lossy(raw).escape_debug().to_string())
+                };
             let Ok(name) = std::str::from_utf8(raw) else {
                 out.push(hostile("name is not UTF-8"));
                 continue;
@@ -343,13 +346,16 @@ impl Volume {
     }
 
     /// Reads the start of an entry's content into `out` (cleared first),
-    /// `step` bytes at a time, until `enough(out)` says so, `limit` bytes
-    /// are there or the entry ends; only as much is inflated as that takes.
-    /// Returns whether the entry was read to its end: then its CRC-32 was
-    /// checked (an entry whose content all came out while reading its start
-    /// is finished, which costs nothing). Otherwise damage in what was read
-    /// is found only where the decompressor or the headers show it. Local
-    /// and central headers must agree, as for [`Volume::copy_entry`].
+    /// `step` bytes first and twice as many each time after, until
+    /// `enough(out)` says so, `limit` bytes are there or the entry ends: only
+    /// as much is inflated as that takes. An entry no longer than `step` is
+    /// read to its end (the first read inflates all of it anyway), as is one
+    /// whose content all came out by the time `enough` said so.
+    ///
+    /// Returns whether the entry was read to its end: only then was its
+    /// CRC-32 checked. Otherwise damage in what was read is found only where
+    /// the decompressor trips on it. Local and central headers must agree,
+    /// as for [`Volume::copy_entry`].
     ///
     /// # Errors
     /// [`ProblemKind::Damaged`] naming the entry.
@@ -367,49 +373,37 @@ impl Volume {
             .entry_name(index)
             .unwrap_or_else(|| format!("#{index}"));
         let place = &self.place;
+        let damaged = |m: String| Problem::new(ProblemKind::Damaged, place, m).at(&entry);
         let mut f = self
             .zip
             .by_index_with_options(index, opts)
-            .map_err(|e| Problem::new(ProblemKind::Damaged, place, e.to_string()).at(&entry))?;
-        let step = step.max(1);
+            .map_err(|e| damaged(e.to_string()))?;
+        let size = f.size();
+        let mut step = step.max(1);
+        let whole = size <= step as u64;
         while out.len() < limit {
             let at = out.len();
-            let want = step.min(limit - at);
-            out.resize(at + want, 0);
+            out.resize(at + step.min(limit - at), 0);
             let got = loop {
                 match f.read(&mut out[at..]) {
                     Ok(k) => break k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        out.truncate(at);
-                        return Err(
-                            Problem::new(ProblemKind::Damaged, place, e.to_string()).at(entry)
-                        );
-                    }
+                    Err(e) => return Err(damaged(e.to_string())),
                 }
             };
             out.truncate(at + got);
             if got == 0 {
                 return Ok(true);
             }
-            if enough(out) {
-                // All of it inflated already (a small entry): one more read
-                // costs nothing and has the CRC-32 checked.
-                if out.len() as u64 >= f.size() {
-                    let mut rest = [0u8; 1];
-                    return match f.read(&mut rest) {
-                        Ok(0) => Ok(true),
-                        Ok(_) => Err(Problem::new(
-                            ProblemKind::Damaged,
-                            place,
-                            "holds more than the size recorded",
-                        )
-                        .at(entry)),
-                        Err(e) => {
-                            Err(Problem::new(ProblemKind::Damaged, place, e.to_string()).at(entry))
-                        }
-                    };
-                }
+            if out.len() as u64 > size {
+                return Err(damaged(format!(
+                    "holds more than the {size} bytes recorded"
+                )));
+            }
+            // Small first, then growing: a short header block costs a
+            // short inflate, a long one few calls.
+            step = step.saturating_mul(2).min(64 << 10);
+            if !whole && out.len() as u64 != size && enough(out) {
                 return Ok(false);
             }
         }

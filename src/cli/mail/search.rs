@@ -21,15 +21,18 @@ Examples:
   mailvault search /mnt/backup --subject invoice --user john@example.com
   mailvault search /mnt/backup --message-id '<4f2a9c@mail.example.net>'
   mailvault search /mnt/backup --from alice@ --date-from 2026-11-01 --date-to 2026-11-20
-  mailvault search 's3://backups/kerio?endpoint=https://s3.example.net' --key /root/mailvault.key --to jane --json
+  mailvault search 's3://backups/kerio?endpoint=https://s3.example.net' --to jane --json
+  mailvault search /mnt/encrypted --key /root/mailvault.key --subject 'Q4 report'
   mailvault search /mnt/backup/F20261122T010000Z.zip -d example.com -u john -f INBOX
 
 Text criteria are case-insensitive substrings of the decoded headers (--to looks at To and Cc);
 all criteria given must hold. Every archive is searched (fulls, differentials, copies); a message
-stored in several is one row naming them all. Headers only: bodies are never read.
+stored in several is one row naming them all. Headers only: each message is read up to the
+blank line that ends its headers. Progress on stderr; --json prints one document.
 
-Give a message back into the live store (the server stopped):
-  kmsrecover --message 'store/mail/example.com/john/INBOX/#msgs/0000002a.eml' /mnt/backup/F20261122T010000Z.zip
+Give a found message back into the live store (the server stopped; nothing is replaced):
+  kmsrecover --message 'store/mail/example.com/john/INBOX/#msgs/0000002a.eml' \
+      /mnt/backup/F20261122T010000Z.zip
 
 Exit codes:
   0  messages found, every archive searched
