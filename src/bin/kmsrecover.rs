@@ -28,10 +28,10 @@ Examples:
   kmsrecover --dry-run /mnt/backup                              # what would be written and removed
   kmsrecover -d example.com -u john --key /root/mailvault.key 's3://backups/kerio?endpoint=https://s3.example.net'
 
-Give single messages back (found with `mailvault search`; added beside the live ones, never replacing):
+Single messages found with `mailvault search`, added beside the live ones (nothing replaced):
   kmsrecover --message 'store/mail/example.com/john/INBOX/#msgs/0000002a.eml' /mnt/backup
-  kmsrecover --message 'store/mail/example.com/john/INBOX/#msgs/0000002a.eml' /mnt/backup/F20261122T010000Z.zip
-  kmsrecover --message PATH1 --message PATH2 --as-folder 'Restored' --dry-run /mnt/backup
+  kmsrecover --message PATH /mnt/backup/F20261122T010000Z.zip    # an archive search listed
+  kmsrecover --message PATH1 --message PATH2 --as-folder Restored --dry-run /mnt/backup
 
 Mask parts (-m): cfg (mailserver.cfg, users.cfg), mail, lists, public, license, sslca, sslcert, spam.
 
@@ -98,7 +98,7 @@ struct Args {
     #[arg(long, value_name = "NAME", requires = "as_folder_of")]
     as_folder: Option<String>,
     /// Give this message back (repeatable): its path as `mailvault search` prints it
-    /// (store/mail/<domain>/<user>/<folder>/#msgs/<8 hex>.eml). Added under the next free number
+    /// (store/mail/DOMAIN/USER/FOLDER/#msgs/NNNNNNNN.eml). Added under the next free number
     /// beside the live messages; one whose exact bytes are already there is skipped.
     #[arg(
         long,
