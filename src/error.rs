@@ -52,6 +52,14 @@ pub enum Error {
     /// Something given on the command line or in a config file is wrong.
     #[error("{0}")]
     Invalid(String),
+    /// A message asked for (`kmsrecover --message PATH`) is not in the backup read.
+    #[error("`{path}` is not in {backup}")]
+    NotInBackup {
+        /// The install-relative path asked for.
+        path: String,
+        /// The backup read (`backup F… + D…`).
+        backup: String,
+    },
     /// A copy on a target does not read back as what was sent (removed again).
     #[error("{place}: {message}")]
     Upload {
@@ -99,6 +107,9 @@ impl Error {
                 "run mailvault as a user that may read the install and write the backup directory".into()
             }
             Self::Refused { hint, .. } => hint.clone(),
+            Self::NotInBackup { .. } => {
+                "find the archives that hold it with `mailvault search DIR --message-id ID` (or --subject, --from), then give one of them (the archive file, or --at its time) instead of the directory; nothing was changed".into()
+            }
             Self::NotAnInstall(_) => "pass the Kerio Connect install directory with --install-dir (default /opt/kerio/mailserver); nothing was created".into(),
             Self::Unreadable { .. } => "fix the file's permissions, or pass --skip-unreadable to back up the rest and list it as skipped".into(),
             Self::Zip { .. } => {

@@ -236,9 +236,12 @@ impl Volume {
                 }
             };
             let raw = f.name_raw();
-            let shown = String::from_utf8_lossy(raw).escape_debug().to_string();
+            // The name as shown is made only for a finding (not per entry).
             let hostile =
-                |why: &str| Problem::new(ProblemKind::Hostile, &self.place, why).at(&shown);
+                |why: &str| {
+                    Problem::new(ProblemKind::Hostile, &self.place, why)
+                        .at(String::from_utf8_lossy(raw).escape_debug().to_string())
+                };
             let Ok(name) = std::str::from_utf8(raw) else {
                 out.push(hostile("name is not UTF-8"));
                 continue;
@@ -340,6 +343,71 @@ impl Volume {
             return Err(too_large());
         }
         Ok(Some(buf))
+    }
+
+    /// Reads the start of an entry's content into `out` (cleared first),
+    /// `step` bytes first and twice as many each time after, until
+    /// `enough(out)` says so, `limit` bytes are there or the entry ends: only
+    /// as much is inflated as that takes. An entry no longer than `step` is
+    /// read to its end (the first read inflates all of it anyway), as is one
+    /// whose content all came out by the time `enough` said so.
+    ///
+    /// Returns whether the entry was read to its end: only then was its
+    /// CRC-32 checked. Otherwise damage in what was read is found only where
+    /// the decompressor trips on it. Local and central headers must agree,
+    /// as for [`Volume::copy_entry`].
+    ///
+    /// # Errors
+    /// [`ProblemKind::Damaged`] naming the entry.
+    pub fn read_head(
+        &mut self,
+        index: usize,
+        limit: usize,
+        step: usize,
+        out: &mut Vec<u8>,
+        enough: &mut dyn FnMut(&[u8]) -> bool,
+    ) -> Result<bool, Problem> {
+        out.clear();
+        let opts = zip::read::ZipReadOptions::new().enforce_header_consistency(true);
+        let entry = self
+            .entry_name(index)
+            .unwrap_or_else(|| format!("#{index}"));
+        let place = &self.place;
+        let damaged = |m: String| Problem::new(ProblemKind::Damaged, place, m).at(&entry);
+        let mut f = self
+            .zip
+            .by_index_with_options(index, opts)
+            .map_err(|e| damaged(e.to_string()))?;
+        let size = f.size();
+        let mut step = step.max(1);
+        let whole = size <= step as u64;
+        while out.len() < limit {
+            let at = out.len();
+            out.resize(at + step.min(limit - at), 0);
+            let got = loop {
+                match f.read(&mut out[at..]) {
+                    Ok(k) => break k,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(damaged(e.to_string())),
+                }
+            };
+            out.truncate(at + got);
+            if got == 0 {
+                return Ok(true);
+            }
+            if out.len() as u64 > size {
+                return Err(damaged(format!(
+                    "holds more than the {size} bytes recorded"
+                )));
+            }
+            // Small first, then growing: a short header block costs a
+            // short inflate, a long one few calls.
+            step = step.saturating_mul(2).min(64 << 10);
+            if !whole && out.len() as u64 != size && enough(out) {
+                return Ok(false);
+            }
+        }
+        Ok(false)
     }
 
     /// Streams an entry's content into `out`, refusing more than `limit`

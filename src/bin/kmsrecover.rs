@@ -28,6 +28,11 @@ Examples:
   kmsrecover --dry-run /mnt/backup                              # what would be written and removed
   kmsrecover -d example.com -u john --key /root/mailvault.key 's3://backups/kerio?endpoint=https://s3.example.net'
 
+Single messages found with `mailvault search`, added beside the live ones (nothing replaced):
+  kmsrecover --message 'store/mail/example.com/john/INBOX/#msgs/0000002a.eml' /mnt/backup
+  kmsrecover --message PATH /mnt/backup/F20261122T010000Z.zip    # an archive search listed
+  kmsrecover --message PATH1 --message PATH2 --as-folder Restored --dry-run /mnt/backup
+
 Mask parts (-m): cfg (mailserver.cfg, users.cfg), mail, lists, public, license, sslca, sslcert, spam.
 
 Exit codes:
@@ -35,13 +40,14 @@ Exit codes:
   1  error: nothing live was changed (or, during the swap, each folder is old or new: run again)
   2  usage error
   3  finished, but not everything: files not restored (listed), a salvage, or a damaged
-     newer backup passed over for an older one
+     newer backup passed over for an older one (--message: a message that could not be read)
   4  the backup directory or target is in use by another run (a backup or rotation: the holder is named)
   6  the mail server is running (use --force if you are sure)";
 
 /// Restore mail, configuration, licences and certificates from mailvault / Kerio backups.
 #[derive(Debug, Parser)]
 #[command(name = "kmsrecover", version, about, after_help = AFTER_HELP)]
+#[command(group(clap::ArgGroup::new("as_folder_of").args(["folder", "message"]).multiple(true)))]
 struct Args {
     /// A backup directory (the newest backup in it is restored), an archive (for several volumes, any of them),
     /// or a target URL (s3://bucket/prefix?endpoint=URL, ftp://user@host/dir or ftps://…).
@@ -87,9 +93,19 @@ struct Args {
     /// Restore into this empty directory instead of the install (nothing live is touched).
     #[arg(long, value_name = "DIR", conflicts_with_all = ["store", "cfgdir"])]
     into: Option<PathBuf>,
-    /// Restore the folder (-d -u -f) as a new folder with this name beside the live ones.
-    #[arg(long, value_name = "NAME", requires = "folder")]
+    /// Restore the folder (-d -u -f) as a new folder with this name beside the live ones;
+    /// with --message: put the messages into this folder (top level of the same mailbox) instead of their own.
+    #[arg(long, value_name = "NAME", requires = "as_folder_of")]
     as_folder: Option<String>,
+    /// Give this message back (repeatable): its path as `mailvault search` prints it
+    /// (store/mail/DOMAIN/USER/FOLDER/#msgs/NNNNNNNN.eml). Added under the next free number
+    /// beside the live messages; one whose exact bytes are already there is skipped.
+    #[arg(
+        long,
+        value_name = "PATH",
+        conflicts_with_all = ["domain", "user", "folder", "mask", "list", "into", "salvage", "cfgdir"]
+    )]
+    message: Vec<String>,
     /// Do not save what will be replaced or removed as a C archive first.
     #[arg(long)]
     no_safety_copy: bool,
@@ -168,6 +184,9 @@ fn main() -> ExitCode {
 }
 
 fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if !a.message.is_empty() {
+        return give_back(&a);
+    }
     let mailvault_recover::Source {
         repo,
         pick,
@@ -438,4 +457,142 @@ fn print_inventory(inv: &Inventory, json: bool) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--message`: single messages added back to the live store (nothing
+/// replaced, so no safety copy is needed).
+fn give_back(a: &Args) -> anyhow::Result<ExitCode> {
+    use mailvault::mail::giveback;
+    use mailvault::mail::store::{ChainStore, LiveStore};
+    let usage = |e: mailvault::Error| mailvault_recover::Error::Usage(e.to_string());
+    // Malformed paths and names are refused before anything is opened.
+    for p in &a.message {
+        giveback::message_path(p).map_err(usage)?;
+    }
+    if let Some(n) = &a.as_folder {
+        let any = giveback::message_path(&a.message[0]).map_err(usage)?.0;
+        giveback::target_folder(&any, Some(n)).map_err(usage)?;
+    }
+    let src = mailvault_recover::source::open(
+        &a.source,
+        a.key.as_deref(),
+        a.at.map(|t| t.with_timezone(&chrono::Utc)),
+    )?;
+    let _lock = src.repo.lock(LockMode::Shared, "kmsrecover --message")?;
+    let chain = chain::resolve(&src.repo, &src.pick, false)?;
+    let passed_damaged: Vec<_> = chain.passed.iter().filter(|p| p.damaged).collect();
+    let mut store = ChainStore::new(&chain)?;
+    let groups = giveback::locate(&store, &a.message, a.as_folder.as_deref())?;
+    let store_dir = a
+        .store
+        .clone()
+        .unwrap_or_else(|| a.install_dir.join("store"));
+    if !store_dir.join("mail").is_dir() {
+        return Err(mailvault::Error::NotAnInstall(a.install_dir.clone()).into());
+    }
+    let live = LiveStore::new(&store_dir);
+    for into in groups.keys() {
+        let mailbox = live.path_of(&format!("store/mail/{}/{}", into.domain, into.mailbox))?;
+        if !mailbox.is_dir() {
+            return Err(mailvault_recover::Error::Request(format!(
+                "mailbox {} is not in the live store `{}`: restore it first (kmsrecover -d {} -u {})",
+                into.address(),
+                store_dir.display(),
+                into.domain,
+                into.mailbox
+            ))
+            .into());
+        }
+    }
+    let mut reports = Vec::new();
+    if a.dry_run {
+        for (into, items) in &groups {
+            reports.push(giveback::plan_give_back(&mut store, items, &live, into)?);
+        }
+    } else {
+        if !a.force {
+            let check = match (&a.pid_file, &a.running_check) {
+                (Some(p), _) => RunningCheck::PidFile(p.clone()),
+                (None, Some(c)) => RunningCheck::Command(c.clone()),
+                (None, None) => RunningCheck::ProcessName,
+            };
+            if let Some(why) = mailvault_recover::running::server_running(&check)? {
+                return Err(mailvault_recover::Error::ServerRunning(why).into());
+            }
+        }
+        let _install = mailvault::mail::folder::InstallLock::take(&a.install_dir)?;
+        for (into, items) in &groups {
+            reports.push(giveback::give_back(&mut store, items, &live, into)?);
+        }
+    }
+    let failed: usize = reports.iter().map(giveback::GiveBackReport::failed).sum();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "chain": chain.names(),
+                "dry_run": a.dry_run,
+                "passed_over": chain.passed,
+                "folders": reports,
+            }))?
+        );
+    } else {
+        print_given(&chain.names(), &reports, a.dry_run, a.quiet);
+    }
+    for p in &passed_damaged {
+        eprintln!(
+            "warning: passed over {} ({}): an older backup was read",
+            p.stem, p.reason
+        );
+    }
+    Ok(if failed > 0 || !passed_damaged.is_empty() {
+        ExitCode::from(EXIT_PARTIAL)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// What `--message` did (or would do); failures always, even with -q.
+fn print_given(
+    chain: &[String],
+    reports: &[mailvault::mail::giveback::GiveBackReport],
+    dry_run: bool,
+    quiet: bool,
+) {
+    use mailvault::mail::giveback::Outcome;
+    if !quiet {
+        if dry_run {
+            println!(
+                "dry run: giving back from {}, nothing changed",
+                chain.join(" + ")
+            );
+        } else {
+            println!("given back from {}", chain.join(" + "));
+        }
+    }
+    let verb = if dry_run { "would add" } else { "added" };
+    for r in reports {
+        for i in &r.items {
+            match &i.outcome {
+                Outcome::Added { path, .. } if !quiet => {
+                    println!("  {verb}:     {} -> {path}", i.source);
+                }
+                Outcome::AlreadyThere { path } if !quiet => {
+                    println!(
+                        "  already there: {} (the same bytes are {path}): not added again",
+                        i.source
+                    );
+                }
+                Outcome::Failed { reason } => {
+                    println!("  NOT given back: {} ({reason})", i.source);
+                }
+                _ => {}
+            }
+        }
+    }
+    if !quiet {
+        let added: usize = reports.iter().map(|r| r.added()).sum();
+        let there: usize = reports.iter().map(|r| r.already_there()).sum();
+        println!("  {verb} {added}, already there {there}");
+    }
 }

@@ -1,14 +1,15 @@
 //! `merge-eml`: adds messages to a live folder without replacing or
 //! removing anything. Inputs are loose `.eml` files, directories of them
-//! (walked, symbolic links not followed), mbox files, or items of a backup
-//! (a whole folder, or single messages found with `mailvault search`).
+//! (walked, symbolic links not followed) and mbox files.
 //!
 //! Every input is checked to be a message ([`check_message`]: a header block
 //! of `Name: value` fields that `mail-parser` parses and that names a
 //! sender, a recipient, a date, a subject or a Message-ID); what is not is
 //! reported and skipped. A message whose Message-ID and content (line ends
 //! normalised) equal an item already in the folder, or an earlier input, is
-//! a duplicate and skipped unless duplicates are allowed. New items get the
+//! a duplicate and skipped unless duplicates are allowed. Items of a backup
+//! go through [`crate::mail::giveback`] instead (kept as they are, with
+//! their flags; skipped when the folder holds their exact bytes). New items get the
 //! next free numbers through [`LiveFolder`] (temporaries, one sync, hard
 //! links that never replace), then `index.fld` and `status.fld` are updated
 //! so the server sees them without a rebuild.
@@ -26,7 +27,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::mail::folder::{InstallLock, LiveFolder};
-use crate::mail::store::{FolderRef, ItemRef, LiveStore, MailStore};
+use crate::mail::giveback::{GiveBackReport, Outcome as GivenOutcome};
+use crate::mail::store::{FolderRef, LiveStore, MailStore};
 
 /// What to merge into, and how.
 #[derive(Debug, Clone)]
@@ -233,6 +235,86 @@ fn key_of(message_id: Option<String>, content: &[u8]) -> Key {
     Key(message_id, h.finalize().into())
 }
 
+/// The mailbox a folder belongs to must exist: a typo in `--user` is not a
+/// new mailbox.
+///
+/// # Errors
+/// No such mailbox directory, naming it.
+pub fn check_mailbox(live: &LiveStore, folder: &FolderRef) -> Result<()> {
+    let mailbox = live.path_of(&format!("store/mail/{}/{}", folder.domain, folder.mailbox))?;
+    if mailbox.is_dir() {
+        return Ok(());
+    }
+    Err(Error::Invalid(format!(
+        "no mailbox `{}` in `{}`: check --domain and --user (a user who never logged in has no mailbox yet)",
+        folder.address(),
+        live.store_dir().display()
+    )))
+}
+
+/// What every writer of a live install does first: refuse while the
+/// server runs (unless forced), then take the install's lock. A dry run
+/// does neither.
+///
+/// # Errors
+/// The server runs; another writer holds the install.
+pub fn guard(
+    install_dir: &Path,
+    running: &RunningCheck,
+    force: bool,
+    dry_run: bool,
+) -> Result<Option<InstallLock>> {
+    if dry_run {
+        return Ok(None);
+    }
+    if !force && let Some(why) = mailvault_recover::running::server_running(running)? {
+        return Err(Error::Recover(mailvault_recover::Error::ServerRunning(why)));
+    }
+    Ok(Some(InstallLock::take(install_dir)?))
+}
+
+impl MergeReport {
+    /// The report of items given back from a backup
+    /// ([`crate::mail::giveback`]), in the same shape as a merge's.
+    #[must_use]
+    pub fn from_give_back(r: GiveBackReport) -> Self {
+        let mut m = MergeReport {
+            folder: r.folder,
+            dry_run: r.dry_run,
+            ..MergeReport::default()
+        };
+        if let Some(c) = &r.committed {
+            m.created = c.created;
+            m.indexed_orphans = c.indexed_orphans;
+        }
+        for i in r.items {
+            let action = match i.outcome {
+                GivenOutcome::Added { uid, path } => {
+                    m.added += 1;
+                    Action::Added {
+                        uid,
+                        path,
+                        size: i.size,
+                    }
+                }
+                GivenOutcome::AlreadyThere { path } => {
+                    m.duplicates += 1;
+                    Action::Duplicate { of: path }
+                }
+                GivenOutcome::Failed { reason } => {
+                    m.rejected += 1;
+                    Action::Rejected { reason }
+                }
+            };
+            m.items.push(Outcome {
+                source: i.source,
+                action,
+            });
+        }
+        m
+    }
+}
+
 /// Adds messages to one live folder; see the module documentation.
 pub struct Merger {
     req: MergeRequest,
@@ -253,27 +335,8 @@ impl Merger {
     /// install, the mailbox does not exist, the folder cannot be read.
     pub fn open(req: MergeRequest) -> Result<Self> {
         let live = LiveStore::new(&req.store_dir);
-        let mailbox = live.path_of(&format!(
-            "store/mail/{}/{}",
-            req.folder.domain, req.folder.mailbox
-        ))?;
-        if !mailbox.is_dir() {
-            return Err(Error::Invalid(format!(
-                "no mailbox `{}` in `{}`: check --domain and --user (a user who never logged in has no mailbox yet)",
-                req.folder.address(),
-                req.store_dir.display()
-            )));
-        }
-        let lock = if req.dry_run {
-            None
-        } else {
-            if !req.force
-                && let Some(why) = mailvault_recover::running::server_running(&req.running)?
-            {
-                return Err(Error::Recover(mailvault_recover::Error::ServerRunning(why)));
-            }
-            Some(InstallLock::take(&req.install_dir)?)
-        };
+        check_mailbox(&live, &req.folder)?;
+        let lock = guard(&req.install_dir, &req.running, req.force, req.dry_run)?;
         let folder = LiveFolder::open(&live, &req.folder, 0)?;
         let leftovers_removed = if lock.is_some() {
             folder.remove_leftovers()?
@@ -479,41 +542,6 @@ impl Merger {
                 }
             }
         }
-    }
-
-    /// Offers items of a backup (a folder's, or single messages), with
-    /// their backed-up flags and times. A damaged item is reported.
-    ///
-    /// # Errors
-    /// Writing an item failed.
-    pub fn offer_items(&mut self, store: &mut dyn MailStore, items: &[ItemRef]) -> Result<()> {
-        let mut flags_of: HashMap<String, HashMap<u32, u32>> = HashMap::new();
-        for item in items {
-            let flags = match FolderRef::of_rel(&item.rel) {
-                Some((folder, _)) => {
-                    let rel = folder.rel();
-                    if !flags_of.contains_key(&rel) {
-                        let index = store.index(&folder).unwrap_or_default();
-                        flags_of.insert(
-                            rel.clone(),
-                            index.into_iter().map(|(u, l)| (u, l.flags)).collect(),
-                        );
-                    }
-                    flags_of.get(&rel).and_then(|m| m.get(&item.uid)).copied()
-                }
-                None => None,
-            };
-            match store.read_item(item) {
-                Ok(content) => self.offer(
-                    item.rel.clone(),
-                    &content,
-                    Some(flags.unwrap_or(0)),
-                    ItemTime::Exact(item.mtime),
-                )?,
-                Err(e) => self.reject(item.rel.clone(), e.to_string()),
-            }
-        }
-        Ok(())
     }
 
     /// Publishes the added items and updates `index.fld` / `status.fld`

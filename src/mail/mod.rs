@@ -1,6 +1,8 @@
 //! Mail tools around the message store: what admins otherwise do by hand
 //! around Kerio's backups. [`store`] reads a store, live or backed up;
-//! [`folder`] adds items to a live folder without replacing anything.
+//! [`folder`] adds items to a live folder without replacing anything;
+//! [`giveback`] adds backed-up messages to a live folder, skipping those
+//! already there (`kmsrecover --message`, `merge-eml --from … --message`).
 //! The commands: `merge` (loose `.eml`, mbox or a backed-up folder into a
 //! live folder), `search` (messages across every archive, headers only),
 //! `reindex` (`index.fld` from `#msgs`), `export` (Maildir++, mbox, `.eml`)
@@ -8,6 +10,7 @@
 
 pub mod export;
 pub mod folder;
+pub mod giveback;
 pub mod merge;
 pub mod migrate;
 pub mod reindex;

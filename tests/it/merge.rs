@@ -409,6 +409,46 @@ fn a_backed_up_folder_is_merged_beside_the_live_one_and_nothing_is_removed() {
     assert_eq!(code, 0, "{r}");
     let restored = items(&install.join("store/mail/example.com/john/Restored"));
     assert_eq!(restored.values().collect::<Vec<_>>(), [&backed_up[&gone]]);
+    // Calendar items are Kerio items, not mail: from a backup they come
+    // back as they are.
+    let calendar = items(&install.join("store/mail/example.com/john/Calendar"));
+    let (code, r) = merge_json(&[
+        "--install-dir",
+        install.to_str().unwrap(),
+        "-u",
+        "john@example.com",
+        "-f",
+        "Calendar restored",
+        "--from",
+        backups.to_str().unwrap(),
+        "--source-folder",
+        "Calendar",
+    ]);
+    assert_eq!(code, 0, "{r}");
+    let mut got: Vec<Vec<u8>> =
+        items(&install.join("store/mail/example.com/john/Calendar restored"))
+            .into_values()
+            .collect();
+    let mut want: Vec<Vec<u8>> = calendar.into_values().collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    // Files and a backup at once: one or the other.
+    let o = run(&[
+        "merge-eml",
+        "--install-dir",
+        install.to_str().unwrap(),
+        "-u",
+        "john@example.com",
+        "-f",
+        "X",
+        "--from",
+        backups.to_str().unwrap(),
+        "--source-folder",
+        "Calendar",
+        install.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
     // A path that is not in the backup is named, with what to do.
     let o = run(&[
         "merge-eml",

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use mailvault::mail::merge::{Action, MergeReport, MergeRequest, Merger};
-use mailvault::mail::store::{ChainStore, FolderRef, ItemRef, MailStore as _};
+use mailvault::mail::giveback;
+use mailvault::mail::merge::{self, Action, MergeReport, MergeRequest, Merger};
+use mailvault::mail::store::{ChainStore, FolderRef, ItemRef, LiveStore, MailStore as _};
 use mailvault_formats::{ByteSize, layout};
 use mailvault_repo::chain;
 use mailvault_repo::storage::LockMode;
@@ -165,56 +166,19 @@ pub fn run(a: MergeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         running: a.server.check(),
         force: a.server.force,
     };
+    if let Some(location) = &a.from.from {
+        if !a.inputs.is_empty() {
+            return Err(usage(
+                "give either files to merge or --from with --source-folder/--message, not both",
+            ));
+        }
+        let report = from_backup(&a, location, &req)?;
+        print(&report, a.json, quiet)?;
+        return Ok(exit(&report));
+    }
     let mut merger = Merger::open(req)?;
     for input in &a.inputs {
         merger.offer_path(input)?;
-    }
-    if let Some(location) = &a.from.from {
-        let source = mailvault_recover::source::open(
-            location,
-            a.from.key.as_deref(),
-            a.from.at.map(|t| t.with_timezone(&chrono::Utc)),
-        )?;
-        let _lock = source.repo.lock(LockMode::Shared, "merge-eml")?;
-        let chain = chain::resolve(&source.repo, &source.pick, false)?;
-        let mut store = ChainStore::new(&chain)?;
-        let mut items: Vec<ItemRef> = Vec::new();
-        if let Some(sf) = &a.source_folder {
-            let src = FolderRef {
-                path: sf.trim_matches('/').to_string(),
-                ..folder.clone()
-            };
-            let found = store.items(&src)?;
-            if found.is_empty() && !store.folders()?.contains(&src) {
-                anyhow::bail!(
-                    "{} holds no folder `{}`: list the mailbox's folders with `kmsrecover -l -d {} -u {} {location}`",
-                    store.describe(),
-                    src.rel(),
-                    folder.domain,
-                    folder.mailbox
-                );
-            }
-            items.extend(found);
-        }
-        for m in &a.message {
-            let Some((f, _)) = FolderRef::of_rel(m) else {
-                return Err(usage(format!(
-                    "`{m}` is not a message path (store/mail/<domain>/<user>/<folder>/#msgs/<8 hex>.eml): copy it from `mailvault search`"
-                )));
-            };
-            let item = store
-                .items(&f)?
-                .into_iter()
-                .find(|i| i.rel == *m)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "`{m}` is not in {}: find the message and the backups that hold it with `mailvault search`",
-                        store.describe()
-                    )
-                })?;
-            items.push(item);
-        }
-        merger.offer_items(&mut store, &items)?;
     }
     if merger.report().items.is_empty() {
         anyhow::bail!(
@@ -228,11 +192,57 @@ pub fn run(a: MergeArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     }
     let report = merger.finish()?;
     print(&report, a.json, quiet)?;
-    Ok(if report.is_complete() {
+    Ok(exit(&report))
+}
+
+fn exit(report: &MergeReport) -> ExitCode {
+    if report.is_complete() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_PARTIAL)
-    })
+    }
+}
+
+/// Items of a backup (a folder, or single messages) given back into the
+/// live folder through [`giveback`]: the same rules as `kmsrecover --message`.
+fn from_backup(a: &MergeArgs, location: &str, req: &MergeRequest) -> anyhow::Result<MergeReport> {
+    let live = LiveStore::new(&req.store_dir);
+    merge::check_mailbox(&live, &req.folder)?;
+    let _install = merge::guard(&req.install_dir, &req.running, req.force, req.dry_run)?;
+    let source = mailvault_recover::source::open(
+        location,
+        a.from.key.as_deref(),
+        a.from.at.map(|t| t.with_timezone(&chrono::Utc)),
+    )?;
+    let _lock = source.repo.lock(LockMode::Shared, "merge-eml")?;
+    let chain = chain::resolve(&source.repo, &source.pick, false)?;
+    let mut store = ChainStore::new(&chain)?;
+    let mut items: Vec<ItemRef> = Vec::new();
+    if let Some(sf) = &a.source_folder {
+        let src = FolderRef {
+            path: sf.trim_end_matches('/').to_string(),
+            ..req.folder.clone()
+        };
+        if !store.folders()?.contains(&src) {
+            anyhow::bail!(
+                "{} holds no folder `{}`: list the mailbox's folders with `kmsrecover -l -d {} -u {} {location}`",
+                store.describe(),
+                src.rel(),
+                src.domain,
+                src.mailbox
+            );
+        }
+        items.extend(store.items(&src)?);
+    }
+    for found in giveback::locate(&store, &a.message, None)?.into_values() {
+        items.extend(found);
+    }
+    let r = if req.dry_run {
+        giveback::plan_give_back(&mut store, &items, &live, &req.folder)?
+    } else {
+        giveback::give_back(&mut store, &items, &live, &req.folder)?
+    };
+    Ok(MergeReport::from_give_back(r))
 }
 
 fn print(r: &MergeReport, json: bool, quiet: bool) -> anyhow::Result<()> {
