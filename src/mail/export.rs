@@ -420,9 +420,12 @@ fn select(all: &[FolderRef], req: &ExportRequest, source: &str) -> Result<Vec<Fo
     if let Some(d) = domain
         && !all.iter().any(|f| f.domain.eq_ignore_ascii_case(d))
     {
-        return Err(Error::Invalid(format!(
-            "no domain `{d}` in {source}: nothing was exported"
-        )));
+        return Err(Error::Invalid(match user {
+            Some(u) => format!(
+                "no mailbox `{u}@{d}` in {source}: there is no domain `{d}`; nothing was exported"
+            ),
+            None => format!("no domain `{d}` in {source}: nothing was exported"),
+        }));
     }
     let mut picked: Vec<FolderRef> = all
         .iter()
@@ -687,6 +690,7 @@ fn export_mailbox(
         dir: mb.dir.clone(),
         ..MailboxReport::default()
     };
+    let mut keep_staging = false;
     let result = (|| -> Result<()> {
         if plan.format == ExportFormat::Maildir {
             // The mailbox directory is a Maildir (INBOX) even without one in the store.
@@ -712,6 +716,7 @@ fn export_mailbox(
         if let Err(e) = sink::rename_noreplace(&staging, &mb.dir) {
             // Nothing is ever renamed over an existing mailbox.
             return Err(if e.kind() == io::ErrorKind::AlreadyExists {
+                keep_staging = true;
                 Error::Invalid(format!(
                     "`{}` appeared during the export: the export is kept in `{}`",
                     mb.dir.display(),
@@ -735,7 +740,7 @@ fn export_mailbox(
     match result {
         Ok(()) => Ok(report),
         Err(e) => {
-            if !matches!(&e, Error::Invalid(m) if m.contains("appeared during the export")) {
+            if !keep_staging {
                 let _ = fs::remove_dir_all(&staging);
             }
             Err(e)
@@ -1130,6 +1135,7 @@ mod tests {
         let e = select(&all, &req(Some("jan"), None, None), "s").unwrap_err();
         assert!(e.to_string().contains("a.cz, b.cz"), "{e}");
         let e = select(&all, &req(Some("nobody@nowhere"), None, None), "s").unwrap_err();
+        assert!(e.to_string().contains("no mailbox `nobody@nowhere`"), "{e}");
         assert!(e.to_string().contains("no domain `nowhere`"), "{e}");
         let e = select(&all, &req(Some("nobody@a.cz"), None, None), "s").unwrap_err();
         assert!(e.to_string().contains("no mailbox `nobody@a.cz`"), "{e}");

@@ -525,16 +525,22 @@ fn bad_selections_and_outputs_are_refused() {
         ]);
         assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
         assert!(
-            stderr(&o).contains(
-                user.split('@')
-                    .nth(if user.ends_with("nowhere") { 1 } else { 0 })
-                    .unwrap()
-            ),
+            stderr(&o).contains(&format!("no mailbox `{user}`")),
             "{}",
             stderr(&o)
         );
         assert!(!out.exists());
     }
+    // --out inside the live store being exported is refused.
+    let o = export(&[
+        "--install-dir",
+        s(&install),
+        "--out",
+        s(&install.join("store/mail/export")),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("inside the store"), "{}", stderr(&o));
+    assert!(!install.join("store/mail/export").exists());
     let o = export(&[
         "--install-dir",
         s(&install),

@@ -134,6 +134,14 @@ pub fn run(a: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         if !store_dir.join("mail").is_dir() {
             return Err(mailvault::Error::NotAnInstall(a.install_dir.clone()).into());
         }
+        if inside(&a.out, &store_dir) {
+            return Err(UsageError(format!(
+                "--out `{}` is inside the store `{}` being exported: the mail server would see the export as mail; give a directory outside it",
+                a.out.display(),
+                store_dir.display()
+            ))
+            .into());
+        }
         let mut store = LiveStore::new(&store_dir);
         let plan = export::plan(&mut store, &req)?;
         if a.dry_run {
@@ -186,6 +194,33 @@ pub fn run(a: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(EXIT_PARTIAL)
             })
+        }
+    }
+}
+
+/// Whether `path` (which may not exist yet) lies inside `dir`, links resolved.
+fn inside(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return false;
+    };
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    // The nearest existing ancestor, resolved; the rest appended as given.
+    let mut rest = Vec::new();
+    let mut at = abs.as_path();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(at) {
+            let full = rest
+                .iter()
+                .rev()
+                .fold(real, |p: std::path::PathBuf, c| p.join(c));
+            return full.starts_with(&dir);
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent;
+            }
+            _ => return false,
         }
     }
 }
