@@ -28,17 +28,20 @@ echo "==> cargo clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets -q -- -D warnings
 echo "==> cargo doc (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps -q
-echo "==> target servers on loopback (s3s-fs: S3 with SigV4; vsftpd: FTP and FTPS)"
+echo "==> servers on loopback (s3s-fs: S3 with SigV4; vsftpd: FTP and FTPS; Dovecot: IMAP over exports)"
 stop_servers() {
   scripts/servers/s3.sh stop >/dev/null 2>&1 || true
   scripts/servers/ftp.sh stop >/dev/null 2>&1 || true
+  scripts/servers/dovecot.sh stop >/dev/null 2>&1 || true
 }
 trap stop_servers EXIT
 scripts/servers/s3.sh start
 scripts/servers/ftp.sh start
+scripts/servers/dovecot.sh start
 set -a
 . target/servers/s3.env
 . target/servers/ftp.env
+. target/servers/dovecot.env
 set +a
 echo "==> mail corpora (mail-parser 1.0.1 resources, SpamAssassin, CPython), cached in target/corpora"
 set -a

@@ -80,6 +80,17 @@ pub enum Error {
         /// What to do instead.
         hint: String,
     },
+    /// Writing an export's output (under `--out`) failed.
+    #[error("{action} `{path}`: {source}")]
+    ExportOutput {
+        /// What was being done (`cannot create`, `cannot write`, ...).
+        action: &'static str,
+        /// The output path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The schedule configuration is malformed.
     #[error("`{path}`: {reason}")]
     Config {
@@ -109,6 +120,9 @@ impl Error {
             Self::Refused { hint, .. } => hint.clone(),
             Self::NotInBackup { .. } => {
                 "find the archives that hold it with `mailvault search DIR --message-id ID` (or --subject, --from), then give one of them (the archive file, or --at its time) instead of the directory; nothing was changed".into()
+            }
+            Self::ExportOutput { .. } => {
+                "pick an --out directory this user may write, on a disk with room: the mailbox being written was removed, mailboxes exported before it are complete (an export never writes into an existing mailbox directory)".into()
             }
             Self::NotAnInstall(_) => "pass the Kerio Connect install directory with --install-dir (default /opt/kerio/mailserver); nothing was created".into(),
             Self::Unreadable { .. } => "fix the file's permissions, or pass --skip-unreadable to back up the rest and list it as skipped".into(),
