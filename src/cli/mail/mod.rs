@@ -1,4 +1,3 @@
-#![allow(dead_code)] // until every command uses the shared groups (removed when they all land)
 //! The mail-tool commands (`merge-eml`, `search`, `reindex`, `export`,
 //! `migrate`): their arguments and their runs, one file each, over
 //! [`mailvault::mail`]. Argument groups they share live here.
