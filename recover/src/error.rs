@@ -46,7 +46,7 @@ pub enum Error {
     #[error("the mail server is running ({0})")]
     ServerRunning(String),
     /// Another restore works on the same install.
-    #[error("another kmsrecover is restoring into `{path}` ({holder})")]
+    #[error("another kmsrecover or mail tool is writing `{path}` ({holder})")]
     Busy {
         /// The install (or --into) directory.
         path: PathBuf,
@@ -68,7 +68,7 @@ impl Error {
                 "nothing live was changed; restore an older backup (--at TIME with the backup directory, or name an older archive), or use --salvage to take what is intact".into()
             }
             Self::ServerRunning(_) => "stop the mail server first (or pass --force if you know it is safe)".into(),
-            Self::Busy { .. } => "wait for the other restore to finish; a killed one releases the lock by itself".into(),
+            Self::Busy { .. } => "wait for the other restore or mail tool to finish; a killed one releases the lock by itself".into(),
             Self::SafetyCopy(_) => {
                 "free space where the safety copy goes (--safety-dir), or pass --no-safety-copy if you have another way back".into()
             }

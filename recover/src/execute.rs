@@ -145,11 +145,11 @@ pub fn execute(
     if live && let Some(loc) = opts.safety.and_then(|c| c.location()) {
         // Where the copies physically go (links and `..` resolved): inside
         // a restored root they would be swapped away with the old tree.
-        let loc = physical(&loc);
+        let loc = crate::request::physical(&loc);
         if let Some(r) = plan
             .roots
             .iter()
-            .find(|r| loc.starts_with(physical(&r.dest)))
+            .find(|r| loc.starts_with(crate::request::physical(&r.dest)))
         {
             return Err(Error::Request(format!(
                 "the safety copy would go to `{}`, inside `{}`, which this restore replaces: \
@@ -258,30 +258,6 @@ pub fn execute(
         notes: plan.notes.clone(),
         seconds: t0.elapsed().as_secs_f64(),
     })
-}
-
-/// A path with every link and `..` resolved, as far as it exists; the part
-/// that does not exist yet is appended as given.
-fn physical(p: &std::path::Path) -> PathBuf {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut rest = Vec::new();
-    let mut cur = abs.as_path();
-    loop {
-        if let Ok(c) = std::fs::canonicalize(cur) {
-            let mut out = c;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (cur.parent(), cur.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                cur = parent;
-            }
-            _ => return abs,
-        }
-    }
 }
 
 /// A failed `--into` leaves the directory as it found it: it was new or

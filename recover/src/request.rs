@@ -172,6 +172,32 @@ impl Destination {
     }
 }
 
+/// A path with every link and `..` resolved, as far as it exists; the part
+/// that does not exist yet is appended as given (to compare places that
+/// may not exist yet: a target inside a source, a backup inside a restore).
+#[must_use]
+pub fn physical(p: &std::path::Path) -> PathBuf {
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut rest = Vec::new();
+    let mut cur = abs.as_path();
+    loop {
+        if let Ok(c) = std::fs::canonicalize(cur) {
+            let mut out = c;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (cur.parent(), cur.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                cur = parent;
+            }
+            _ => return abs,
+        }
+    }
+}
+
 /// What the admin asked for.
 #[derive(Debug, Clone)]
 pub struct RestoreRequest {

@@ -65,37 +65,50 @@ pub(crate) struct Applied {
     pub arrived: Vec<Arrived>,
 }
 
-/// The restore lock of an install (or `--into` directory), held while staging and swapping.
-pub(crate) struct TargetLock {
+/// The write lock of an install (or `--into` directory): held by a restore
+/// while staging and swapping, and by every mail tool that writes the live
+/// store. The kernel drops it when its holder dies.
+pub struct TargetLock {
     _file: fs::File,
+}
+
+impl TargetLock {
+    /// Takes the lock of the install at `anchor` (creating the directory).
+    ///
+    /// # Errors
+    /// [`Error::Busy`] naming the holder's pid, or I/O.
+    pub fn take(anchor: &Path) -> Result<Self> {
+        fs::create_dir_all(anchor).map_err(Error::io("cannot create", anchor))?;
+        let path = anchor.join(LOCK_FILE);
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(Error::io("cannot open", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(Error::Busy {
+                    path: anchor.to_path_buf(),
+                    holder: fs::read_to_string(&path)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
+                });
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path)(e)),
+        }
+        // Best effort: the holder's pid, for the message above.
+        let _ = fs::write(&path, format!("pid {}\n", std::process::id()));
+        Ok(Self { _file: file })
+    }
 }
 
 /// Takes the target's restore lock and removes what interrupted restores left.
 pub(crate) fn lock_target(dest: &Destination, roots: &[Root]) -> Result<TargetLock> {
-    let anchor = dest.anchor();
-    fs::create_dir_all(anchor).map_err(Error::io("cannot create", anchor))?;
-    let path = anchor.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(Error::io("cannot open", &path))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            return Err(Error::Busy {
-                path: anchor.to_path_buf(),
-                holder: fs::read_to_string(&path)
-                    .unwrap_or_default()
-                    .trim()
-                    .to_string(),
-            });
-        }
-        Err(fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path)(e)),
-    }
-    let _ = fs::write(&path, format!("pid {}\n", std::process::id()));
+    let lock = TargetLock::take(dest.anchor())?;
     for area in [
         dest.cfg_dir.join(STAGING_DIR),
         dest.store_dir.join(STAGING_DIR),
@@ -111,7 +124,7 @@ pub(crate) fn lock_target(dest: &Destination, roots: &[Root]) -> Result<TargetLo
             remove_any(&parent.join(STAGING_DIR))?;
         }
     }
-    Ok(TargetLock { _file: file })
+    Ok(lock)
 }
 
 fn remove_any(p: &Path) -> Result<()> {

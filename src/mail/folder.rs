@@ -24,42 +24,8 @@ use crate::mail::store::{FolderRef, LiveStore};
 /// Names of this module's temporaries (never an 8-hex item name).
 const TMP_PREFIX: &str = ".mailvault-tmp-";
 
-/// The install's write lock (`.kmsrecover.lock`, shared with restores).
-pub struct InstallLock {
-    _file: fs::File,
-}
-
-impl InstallLock {
-    /// Takes the lock of an install (or of the directory holding a store).
-    ///
-    /// # Errors
-    /// Another restore or mail tool holds it (its pid named), or I/O.
-    pub fn take(anchor: &Path) -> Result<Self> {
-        let path = anchor.join(mailvault_recover::request::LOCK_FILE);
-        let file = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(Error::io("cannot open", &path))?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(fs::TryLockError::WouldBlock) => {
-                let holder = fs::read_to_string(&path).unwrap_or_default();
-                return Err(Error::Invalid(format!(
-                    "`{}` is being written by another kmsrecover or mail tool ({}): wait for it to finish",
-                    anchor.display(),
-                    holder.trim()
-                )));
-            }
-            Err(fs::TryLockError::Error(e)) => return Err(Error::io("cannot lock", &path)(e)),
-        }
-        // Best effort: the holder's pid, for the message above.
-        let _ = fs::write(&path, format!("pid {}\n", std::process::id()));
-        Ok(Self { _file: file })
-    }
-}
+/// The install's write lock (`.kmsrecover.lock`): the one restores take.
+pub type InstallLock = mailvault_recover::stage::TargetLock;
 
 /// A folder of the live store, opened for adding items.
 pub struct LiveFolder {

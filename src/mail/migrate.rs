@@ -325,32 +325,12 @@ fn refused(reason: String, hint: &str) -> Error {
     }
 }
 
-/// A path with links and `..` resolved as far as it exists, the rest appended.
-fn physical(p: &Path) -> PathBuf {
-    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-    let mut rest = Vec::new();
-    let mut cur = abs.as_path();
-    loop {
-        if let Ok(c) = fs::canonicalize(cur) {
-            let mut out = c;
-            for part in rest.iter().rev() {
-                out.push(part);
-            }
-            return out;
-        }
-        match (cur.parent(), cur.file_name()) {
-            (Some(parent), Some(name)) => {
-                rest.push(name.to_os_string());
-                cur = parent;
-            }
-            _ => return abs,
-        }
-    }
-}
-
 /// Refuses a target that is `source` or lies inside it.
 fn not_within(to: &Path, source: &Path, what: &str) -> Result<()> {
-    let (t, s) = (physical(to), physical(source));
+    let (t, s) = (
+        mailvault_recover::request::physical(to),
+        mailvault_recover::request::physical(source),
+    );
     if t.starts_with(&s) {
         return Err(Error::Usage(format!(
             "the target `{}` is inside {what} `{}`: migrate onto a separate directory",
@@ -417,7 +397,9 @@ pub fn plan(request: MigrateRequest) -> Result<Migration> {
                 not_within(to, dir, "the backup directory")?;
                 // The backups never lie inside what a migration writes (a
                 // forced target may be the server they came from).
-                if physical(dir).starts_with(physical(to)) {
+                if mailvault_recover::request::physical(dir)
+                    .starts_with(mailvault_recover::request::physical(to))
+                {
                     return Err(Error::Usage(format!(
                         "the backup directory `{}` lies inside the target `{}`: copy the backups outside the new install directory (e.g. /srv/backups) and give that with --from",
                         dir.display(),
@@ -673,7 +655,9 @@ fn check_install_source(dir: &Path, to: &Path) -> Result<()> {
         return Err(Error::NotAnInstall(dir.to_path_buf()));
     }
     not_within(to, dir, "the source install")?;
-    if physical(dir).starts_with(physical(to)) {
+    if mailvault_recover::request::physical(dir)
+        .starts_with(mailvault_recover::request::physical(to))
+    {
         return Err(Error::Usage(format!(
             "the source install `{}` lies inside the target `{}`: migrate onto a separate directory",
             dir.display(),

@@ -107,7 +107,7 @@ pub fn run(a: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let outcome = if let Some(from) = &a.from.from {
         let source = mailvault_recover::source::open(
             from,
-            a.from.key.as_deref(),
+            a.from.key.key.as_deref(),
             a.from.at.map(|t| t.with_timezone(&chrono::Utc)),
         )?;
         let _lock = source.repo.lock(LockMode::Shared, "mailvault export")?;

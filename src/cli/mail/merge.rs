@@ -211,7 +211,7 @@ fn from_backup(a: &MergeArgs, location: &str, req: &MergeRequest) -> anyhow::Res
     let _install = merge::guard(&req.install_dir, &req.running, req.force, req.dry_run)?;
     let source = mailvault_recover::source::open(
         location,
-        a.from.key.as_deref(),
+        a.from.key.key.as_deref(),
         a.from.at.map(|t| t.with_timezone(&chrono::Utc)),
     )?;
     let _lock = source.repo.lock(LockMode::Shared, "merge-eml")?;

@@ -103,7 +103,7 @@ pub fn run(a: MigrateArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         (Some(dir), _) => MigrateSource::Install(dir.clone()),
         (None, Some(loc)) => MigrateSource::Backups {
             location: loc.clone(),
-            key: a.from.key.clone(),
+            key: a.from.key.key.clone(),
             at: a.from.at.map(|t| t.with_timezone(&chrono::Utc)),
         },
         (None, None) => return Err(UsageError("give --from or --from-install".into()).into()),

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use crate::cli::args::KeyArg;
+
 pub mod export;
 pub mod merge;
 pub mod migrate;
@@ -28,14 +30,8 @@ pub struct FromArgs {
     /// The newest backup at or before this time (RFC 3339), with a directory or URL.
     #[arg(long, requires = "from")]
     pub at: Option<chrono::DateTime<chrono::FixedOffset>>,
-    /// Key file for encrypted backups (default: the file named by MAILVAULT_KEY_FILE).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "MAILVAULT_KEY_FILE",
-        hide_env_values = true
-    )]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArg,
 }
 
 /// Which mailboxes and folders (`--domain`, `--user`, `--folder`).

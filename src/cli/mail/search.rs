@@ -3,10 +3,11 @@
 //! 0 messages found (and everything searched), 3 nothing found or something
 //! could not be searched (listed), 1 error, 2 usage.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
+
+use crate::cli::args::KeyArg;
 use mailvault::mail::search::{self, Hit, SearchQuery, SearchReport};
 use mailvault_formats::ByteSize;
 use mailvault_recover::source;
@@ -48,14 +49,8 @@ pub struct SearchArgs {
     /// A backup directory, one archive (only it is searched), or a target URL (s3://…, ftp://…, ftps://…).
     #[arg(value_name = "DIR|ARCHIVE|URL")]
     pub location: String,
-    /// Key file for encrypted backups (default: the file named by MAILVAULT_KEY_FILE).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "MAILVAULT_KEY_FILE",
-        hide_env_values = true
-    )]
-    pub key: Option<PathBuf>,
+    #[command(flatten)]
+    pub key: KeyArg,
     /// Sender: text in From (name or address).
     #[arg(long, value_name = "TEXT")]
     pub from: Option<String>,
@@ -137,7 +132,7 @@ fn query(a: &SearchArgs) -> anyhow::Result<SearchQuery> {
 /// Usage errors, a repository that cannot be opened, listed or locked.
 pub fn run(a: SearchArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut q = query(&a)?;
-    let src = source::open(&a.location, a.key.as_deref(), None)?;
+    let src = source::open(&a.location, a.key.key.as_deref(), None)?;
     if let Pick::Archive(file) = &src.pick {
         q.archive = Some(file.clone());
     }
