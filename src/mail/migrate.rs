@@ -4,7 +4,7 @@
 //! optionally rewrites the hostname and paths in `mailserver.cfg` (in
 //! place, every other byte kept), then verifies the result against the
 //! source: per mailbox the folders, items and bytes (both sides read as a
-//! [`MailStore`]), every file's size and CRC-32, and that the config files
+//! [`MailStore`](crate::mail::store::MailStore)), every file's size and CRC-32, and that the config files
 //! are there and parse.
 //!
 //! [`plan`] decides everything and writes nothing (`--dry-run` prints its
