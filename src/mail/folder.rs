@@ -327,28 +327,37 @@ impl LiveFolder {
         let d = fs::File::open(&msgs).map_err(Error::io("cannot open", &msgs))?;
         rustix::fs::syncfs(&d).map_err(|e| Error::io("cannot sync", &msgs)(e.into()))?;
         let mut lines = Vec::with_capacity(self.pending.len());
-        for (tmp, mut line) in std::mem::take(&mut self.pending) {
-            loop {
+        // Taken one at a time: on an error, what is not yet linked stays
+        // pending, so that dropping the folder removes its temporaries.
+        self.pending.reverse();
+        while let Some((tmp, mut line)) = self.pending.pop() {
+            let linked = loop {
                 let dest = msgs.join(line.file_name());
                 match fs::hard_link(&tmp, &dest) {
-                    Ok(()) => break,
+                    Ok(()) => break Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         line.uid = self.first_free().max(self.next);
                         self.next = line.uid.saturating_add(1);
                         self.present.insert(line.uid);
                         if line.uid == u32::MAX {
-                            return Err(Error::Invalid(format!(
+                            break Err(Error::Invalid(format!(
                                 "`{}` has no free item number left",
                                 self.dir.display()
                             )));
                         }
                     }
-                    Err(e) => return Err(Error::io("cannot create", &dest)(e)),
+                    Err(e) => break Err(Error::io("cannot create", &dest)(e)),
                 }
+            };
+            if let Err(e) = linked {
+                self.pending.push((tmp, line));
+                return Err(e);
             }
-            fs::remove_file(&tmp).map_err(Error::io("cannot remove", &tmp))?;
             self.present.insert(line.uid);
             lines.push(line);
+            // Linked: the item is whole under its number; a temporary that
+            // cannot be removed now goes with the next run's leftovers.
+            let _ = fs::remove_file(&tmp);
         }
         d.sync_all().map_err(Error::io("cannot sync", &msgs))?;
         Ok(lines)
@@ -427,6 +436,17 @@ impl LiveFolder {
             .and_then(|d| d.sync_all())
             .map_err(Error::io("cannot sync", &self.dir))?;
         Ok(done)
+    }
+}
+
+impl Drop for LiveFolder {
+    /// Items added but never published (an error before or during
+    /// [`LiveFolder::commit`]) leave no temporaries behind: on a full disk
+    /// they would keep it full for the mail server.
+    fn drop(&mut self) {
+        for (tmp, _) in self.pending.drain(..) {
+            let _ = fs::remove_file(tmp);
+        }
     }
 }
 

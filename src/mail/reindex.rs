@@ -150,7 +150,14 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
         .copied()
         .collect();
     let status_path = dir.join("status.fld");
-    let status = match fs::read(&status_path) {
+    // Read up to one byte past the bound: never the whole of an oversized
+    // (or endless, a link to /dev/zero) file.
+    let read_status = fs::File::open(&status_path).and_then(|f| {
+        let mut b = Vec::new();
+        f.take(limits::MAX_STATUS_BYTES + 1).read_to_end(&mut b)?;
+        Ok(b)
+    });
+    let status = match read_status {
         Ok(b) if b.len() as u64 <= limits::MAX_STATUS_BYTES => Some(
             StatusFld::parse(&String::from_utf8_lossy(&b))
                 .map_err(|e| Error::Invalid(format!("`{}`: {e}", status_path.display())))?,
