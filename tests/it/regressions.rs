@@ -2253,3 +2253,40 @@ fn review8_a_message_path_with_a_hash_folder_is_a_usage_error() {
     }
     assert_eq!(snapshot(&t.install()), before);
 }
+
+#[test]
+fn review8_kmsrecover_message_refusing_one_folder_changes_no_other() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let john = "store/mail/example.com/john/INBOX/#msgs/00000001.eml";
+    let petr = "store/mail/firma.cz/petr/INBOX/#msgs/00000001.eml";
+    std::fs::remove_file(t.path(john)).unwrap();
+    // petr's INBOX lives elsewhere, behind a link: refused.
+    let elsewhere = t.tmp.path().join("petr-inbox");
+    std::fs::rename(t.path("store/mail/firma.cz/petr/INBOX"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, t.path("store/mail/firma.cz/petr/INBOX")).unwrap();
+    let before = snapshot(&t.install());
+    let out = kms_in(
+        &t,
+        &[
+            "--running-check",
+            "false",
+            "--message",
+            john,
+            "--message",
+            petr,
+        ],
+        &t.backups(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    let after: Vec<_> = snapshot(&t.install())
+        .into_keys()
+        .filter(|k| !k.ends_with(".kmsrecover.lock"))
+        .collect();
+    let before: Vec<_> = before.into_keys().collect();
+    assert_eq!(
+        after, before,
+        "exit 1: nothing changed, john's INBOX neither"
+    );
+}
