@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::mail::store::{FolderRef, LiveStore};
 
 /// Names of this module's temporaries (never an 8-hex item name).
-const TMP_PREFIX: &str = ".mailvault-tmp-";
+pub const TMP_PREFIX: &str = ".mailvault-tmp-";
 
 /// The install's write lock (`.kmsrecover.lock`, shared with restores).
 pub struct InstallLock {

@@ -20,7 +20,7 @@ use mailvault_formats::{Mtime, limits};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::mail::folder::replace_file;
+use crate::mail::folder::{TMP_PREFIX, replace_file};
 use crate::mail::store::{FolderRef, LiveStore};
 
 /// What a folder's `index.fld` and `status.fld` say against its `#msgs`.
@@ -48,6 +48,9 @@ pub struct FolderCheck {
     pub bad_names: Vec<String>,
     /// `status.fld` is missing, or its next number is not past every item.
     pub status_behind: bool,
+    /// Temporaries in `#msgs` of an interrupted merge or give-back (never
+    /// items; a rebuild, holding the install's lock, removes them).
+    pub leftover_temporaries: Vec<String>,
 }
 
 impl FolderCheck {
@@ -62,6 +65,7 @@ impl FolderCheck {
             || !self.bad_lines.is_empty()
             || !self.bad_names.is_empty()
             || self.status_behind
+            || !self.leftover_temporaries.is_empty()
     }
 }
 
@@ -99,11 +103,14 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
                         .secs;
                 items.insert(uid, (m.len(), mtime, head));
             }
-            _ if name.starts_with(".mailvault-tmp-") => {}
+            _ if name.starts_with(TMP_PREFIX) && m.is_file() => {
+                check.leftover_temporaries.push(name);
+            }
             _ => check.bad_names.push(name),
         }
     }
     check.bad_names.sort();
+    check.leftover_temporaries.sort();
     check.items = items.len();
     let index_path = dir.join("index.fld");
     let mut records = BTreeMap::new();
@@ -224,6 +231,14 @@ pub fn rebuild_folder(store: &LiveStore, folder: &FolderRef) -> Result<FolderChe
         || !c.duplicate_records.is_empty()
         || !c.bad_lines.is_empty();
     let dir = store.path_of(&folder.rel())?;
+    for name in &c.leftover_temporaries {
+        let p = dir.join("#msgs").join(name);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot remove", &p)(e)),
+        }
+    }
     if needs_index {
         let lines: Vec<IndexLine> = s
             .items

@@ -2290,3 +2290,26 @@ fn review8_kmsrecover_message_refusing_one_folder_changes_no_other() {
         "exit 1: nothing changed, john's INBOX neither"
     );
 }
+
+#[test]
+fn review8_reindex_reports_and_removes_the_temporaries_of_a_killed_merge() {
+    let t = TestInstall::sample();
+    let inbox = t.path("store/mail/example.com/john/INBOX");
+    let items_before = tree(&inbox.join("#msgs"));
+    // What a merge killed before publishing leaves in a folder it did not create.
+    std::fs::write(
+        inbox.join("#msgs/.mailvault-tmp-4242-0000000d"),
+        "From: a@example.com\r\nSubject: half\r\n\r\n",
+    )
+    .unwrap();
+    let install = t.install();
+    let i = install.to_str().unwrap();
+    let out = run(&["reindex", "--check", "--install-dir", i, "--json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stdout(&out));
+    assert!(stdout(&out).contains(".mailvault-tmp-4242-0000000d"));
+    let out = run(&["reindex", "--running-check", "false", "--install-dir", i]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(temporaries(&inbox), Vec::<String>::new());
+    assert_eq!(tree(&inbox.join("#msgs")), items_before, "items untouched");
+    ok(&["reindex", "--check", "--install-dir", i]);
+}

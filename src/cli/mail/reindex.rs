@@ -207,4 +207,10 @@ fn print_check(c: &FolderCheck) {
     if c.status_behind {
         println!("  status.fld missing, or its next number is not past every item");
     }
+    if !c.leftover_temporaries.is_empty() {
+        println!(
+            "  {} temporary file(s) of an interrupted merge-eml or give-back in #msgs (a rebuild removes them)",
+            c.leftover_temporaries.len()
+        );
+    }
 }
