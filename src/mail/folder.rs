@@ -285,7 +285,11 @@ impl LiveFolder {
             .join("#msgs")
             .join(format!("{TMP_PREFIX}{}-{uid:08x}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            // A new file, never through whatever (a planted link) is there.
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(content)?;
             f.set_modified(
                 Mtime {
@@ -296,7 +300,9 @@ impl LiveFolder {
             )
         };
         if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(&tmp);
+            }
             return Err(Error::io("cannot write", &tmp)(e));
         }
         let t = u32::try_from(time.max(0)).unwrap_or(u32::MAX);
@@ -461,7 +467,16 @@ pub fn replace_file(path: &Path, content: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".mailvault-tmp-{name}"));
     let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        // A leftover (or a planted link) goes; the temporary is always new,
+        // so nothing is ever written through a link.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(content)?;
         f.sync_all()?;
         fs::rename(&tmp, path)

@@ -2313,3 +2313,41 @@ fn review8_reindex_reports_and_removes_the_temporaries_of_a_killed_merge() {
     assert_eq!(tree(&inbox.join("#msgs")), items_before, "items untouched");
     ok(&["reindex", "--check", "--install-dir", i]);
 }
+
+#[test]
+fn review8_a_planted_link_at_a_temporary_name_is_never_written_through() {
+    let t = TestInstall::sample();
+    let inbox = t.path("store/mail/example.com/john/INBOX");
+    let outside = t.tmp.path().join("outside.txt");
+    std::fs::write(&outside, "precious").unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join(".mailvault-tmp-index.fld")).unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join(".mailvault-tmp-status.fld")).unwrap();
+    let msg = t.tmp.path().join("m.eml");
+    std::fs::write(&msg, "From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n").unwrap();
+    let out = merge8(
+        &t.install(),
+        &[
+            "-u",
+            "john@example.com",
+            "-f",
+            "INBOX",
+            msg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+    let index = std::fs::read_to_string(inbox.join("index.fld")).unwrap();
+    assert!(index.lines().count() > 1, "{index}");
+    // reindex writes through the same function.
+    std::os::unix::fs::symlink(&outside, inbox.join(".mailvault-tmp-index.fld")).unwrap();
+    std::fs::remove_file(inbox.join("index.fld")).unwrap();
+    let install = t.install();
+    ok(&[
+        "reindex",
+        "--running-check",
+        "false",
+        "--install-dir",
+        install.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+}
