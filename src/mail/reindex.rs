@@ -51,6 +51,10 @@ pub struct FolderCheck {
     /// Temporaries in `#msgs` of an interrupted merge or give-back (never
     /// items; a rebuild, holding the install's lock, removes them).
     pub leftover_temporaries: Vec<String>,
+    /// The folder could not be checked (an unreadable or oversized file):
+    /// why. Only `--check` goes on to the next folder after this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl FolderCheck {
@@ -66,6 +70,7 @@ impl FolderCheck {
             || !self.bad_names.is_empty()
             || self.status_behind
             || !self.leftover_temporaries.is_empty()
+            || self.unreadable.is_some()
     }
 }
 

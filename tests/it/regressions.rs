@@ -2192,7 +2192,7 @@ fn review8_reindex_reads_no_more_of_status_fld_than_its_bound() {
             "INBOX",
         ],
     );
-    assert_eq!(code, 1);
+    assert_eq!(code, 5, "reported as a folder not checked");
     assert!(peak_kib < 200_000, "peak {peak_kib} KiB");
 }
 
@@ -2350,4 +2350,42 @@ fn review8_a_planted_link_at_a_temporary_name_is_never_written_through() {
         install.to_str().unwrap(),
     ]);
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+}
+
+#[test]
+fn review8_reindex_check_goes_on_past_a_folder_it_cannot_read() {
+    let t = TestInstall::sample();
+    // An index.fld past its bound (sparse: 300 MB of nothing) in jane's INBOX,
+    // and a real problem in john's.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.path("store/mail/example.com/jane/INBOX/index.fld"))
+        .unwrap();
+    f.set_len(300 << 20).unwrap();
+    std::fs::remove_file(t.path("store/mail/firma.cz/petr/INBOX/index.fld")).unwrap();
+    let install = t.install();
+    let out = run(&[
+        "reindex",
+        "--check",
+        "--json",
+        "--install-dir",
+        install.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    let of = |f: &str| {
+        problems
+            .iter()
+            .find(|p| p["folder"] == f)
+            .unwrap_or_else(|| panic!("{f} not reported: {v}"))
+            .clone()
+    };
+    assert!(
+        of("store/mail/example.com/jane/INBOX")["unreadable"]
+            .as_str()
+            .unwrap()
+            .contains("larger than")
+    );
+    assert_eq!(of("store/mail/firma.cz/petr/INBOX")["no_index"], true);
 }
