@@ -37,6 +37,7 @@ Exit codes:
   1  error: nothing was added under a final name by the failing step (added items stay, whole)
   2  usage error
   3  finished, but some inputs were not messages or could not be read (listed)
+  4  --from: the backup directory is in use by a backup or rotation
   6  the mail server is running (use --force if you are sure)";
 
 /// `mailvault merge-eml` options.
