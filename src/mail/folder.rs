@@ -117,7 +117,7 @@ impl LiveFolder {
         let exists = dir.join("#msgs").is_dir();
         let read = |name: &str, limit: u64| -> Result<Option<Vec<u8>>> {
             let p = dir.join(name);
-            match fs::File::open(&p) {
+            match open_regular(&p) {
                 Ok(f) => {
                     let mut v = Vec::new();
                     f.take(limit + 1)
@@ -454,6 +454,21 @@ impl Drop for LiveFolder {
             let _ = fs::remove_file(tmp);
         }
     }
+}
+
+/// Opens a folder file for reading; a FIFO or device there is an error
+/// (opening a FIFO would wait for a writer forever, holding the lock).
+///
+/// # Errors
+/// Not found, not a regular file, or I/O.
+pub fn open_regular(p: &Path) -> std::io::Result<fs::File> {
+    if !fs::metadata(p)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    fs::File::open(p)
 }
 
 /// Replaces a small file by writing a temporary beside it and renaming.

@@ -20,7 +20,7 @@ use mailvault_formats::{Mtime, limits};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::mail::folder::{TMP_PREFIX, replace_file};
+use crate::mail::folder::{TMP_PREFIX, open_regular, replace_file};
 use crate::mail::store::{FolderRef, LiveStore};
 
 /// What a folder's `index.fld` and `status.fld` say against its `#msgs`.
@@ -119,7 +119,7 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
     check.items = items.len();
     let index_path = dir.join("index.fld");
     let mut records = BTreeMap::new();
-    match fs::File::open(&index_path) {
+    match open_regular(&index_path) {
         Ok(f) => {
             let mut raw = Vec::new();
             f.take(limits::MAX_INDEX_BYTES + 1)
@@ -164,7 +164,7 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
     let status_path = dir.join("status.fld");
     // Read up to one byte past the bound: never the whole of an oversized
     // (or endless, a link to /dev/zero) file.
-    let read_status = fs::File::open(&status_path).and_then(|f| {
+    let read_status = open_regular(&status_path).and_then(|f| {
         let mut b = Vec::new();
         f.take(limits::MAX_STATUS_BYTES + 1).read_to_end(&mut b)?;
         Ok(b)

@@ -2389,3 +2389,66 @@ fn review8_reindex_check_goes_on_past_a_folder_it_cannot_read() {
     );
     assert_eq!(of("store/mail/firma.cz/petr/INBOX")["no_index"], true);
 }
+
+#[test]
+fn review8_a_fifo_as_status_fld_is_an_error_not_a_hang() {
+    let t = TestInstall::sample();
+    let status = t.path("store/mail/example.com/john/INBOX/status.fld");
+    std::fs::remove_file(&status).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&status)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let msg = t.tmp.path().join("m.eml");
+    std::fs::write(&msg, "From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n").unwrap();
+    let install = t.install();
+    let i = install.to_str().unwrap();
+    let m = msg.to_str().unwrap();
+    let runs: [(&[&str], i32); 3] = [
+        (&["reindex", "--check", "--install-dir", i], 5),
+        (
+            &["reindex", "--running-check", "false", "--install-dir", i],
+            1,
+        ),
+        (
+            &[
+                "merge-eml",
+                "--running-check",
+                "false",
+                "--install-dir",
+                i,
+                "-u",
+                "john@example.com",
+                "-f",
+                "INBOX",
+                m,
+            ],
+            1,
+        ),
+    ];
+    for (args, want) in runs {
+        let mut child = bin()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{args:?} hangs on a FIFO status.fld");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {}", stderr(&out));
+        assert!(
+            (stdout(&out) + &stderr(&out)).contains("not a regular file"),
+            "{args:?}"
+        );
+    }
+}
