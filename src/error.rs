@@ -112,7 +112,7 @@ impl Error {
                 "the target stored something else than was sent: the copy was removed and the local backup is kept; check the target's disk and run again".into()
             }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull => {
-                "the disk is full: free space or point --backup-dir (with a target: --spool-dir, which needs room for one volume, two with --key) at a larger volume; nothing was left under a final name".into()
+                "the disk is full: free space and run again (a backup: or point --backup-dir, with a target --spool-dir, which needs room for one volume, two with --key, at a larger volume); nothing was left under a final name".into()
             }
             Self::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
                 "run mailvault as a user that may read the install and write the backup directory".into()

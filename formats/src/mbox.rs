@@ -70,6 +70,44 @@ pub fn write_message(
     Ok(n + 1)
 }
 
+/// Bytes of a `From ` line kept (the rest of a longer one is skipped).
+const FROM_LINE_CAP: usize = 4096;
+
+/// Reads one line (through its `\n`) into `line`, keeping at most `cap`
+/// bytes of it and skipping the rest; returns the bytes consumed (0 at the
+/// end of the input) and whether the line was cut.
+fn read_line_capped(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    cap: usize,
+) -> io::Result<(usize, bool)> {
+    let (mut total, mut cut) = (0, false);
+    loop {
+        let buf = match input.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok((total, cut));
+        }
+        let (n, done) = match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        let room = cap.saturating_sub(line.len());
+        if n > room {
+            cut = true;
+        }
+        line.extend_from_slice(&buf[..n.min(room)]);
+        input.consume(n);
+        total += n;
+        if done {
+            return Ok((total, cut));
+        }
+    }
+}
+
 /// One message read back from an mbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MboxMessage {
@@ -143,10 +181,9 @@ impl<R: BufRead> Reader<R> {
             // Leading blank lines are tolerated; anything else must be `From `.
             loop {
                 line.clear();
-                if self
-                    .input
-                    .read_until(b'\n', &mut line)
+                if read_line_capped(&mut self.input, &mut line, FROM_LINE_CAP)
                     .map_err(MboxError::Io)?
+                    .0
                     == 0
                 {
                     return Ok(None);
@@ -170,15 +207,25 @@ impl<R: BufRead> Reader<R> {
         let mut too_large = false;
         loop {
             line.clear();
-            if self
-                .input
-                .read_until(b'\n', &mut line)
-                .map_err(MboxError::Io)?
-                == 0
-            {
+            // A line is kept up to what a message may hold (a longer one
+            // makes the message too large): a file of one endless line
+            // never fills memory.
+            let room = self
+                .limit
+                .saturating_add(3)
+                .saturating_sub(content.len() as u64);
+            let cap = usize::try_from(room).unwrap_or(usize::MAX);
+            let (n, cut) =
+                read_line_capped(&mut self.input, &mut line, cap).map_err(MboxError::Io)?;
+            if n == 0 {
                 break;
             }
             self.line_no += 1;
+            if cut && !line.starts_with(b"From ") {
+                too_large = true;
+                content = Vec::new();
+                continue;
+            }
             if line.starts_with(b"From ") {
                 let head = String::from_utf8_lossy(&line).trim_end().to_string();
                 self.pending = Some((head, self.line_no));
@@ -260,6 +307,29 @@ mod tests {
         let next = r.next_message().unwrap().unwrap();
         assert_eq!(next.content, b"Subject: ok\n");
         assert_eq!(next.line, 3);
+        assert!(r.next_message().unwrap().is_none());
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_not_read_whole() {
+        // 64 MiB without a line end: kept only up to the bound, the message
+        // refused, the next one read.
+        let input = std::io::Read::chain(
+            std::io::Read::chain(
+                &b"From a b\nSubject: x\n\n"[..],
+                std::io::Read::take(std::io::repeat(b'x'), 64 << 20),
+            ),
+            &b"\nFrom c d\nSubject: ok\n\n"[..],
+        );
+        let mut r = Reader::new(std::io::BufReader::new(input), 100);
+        assert!(matches!(
+            r.next_message(),
+            Err(MboxError::TooLarge { line: 1, .. })
+        ));
+        assert_eq!(r.next_message().unwrap().unwrap().content, b"Subject: ok\n");
+        // An endless first line: not an mbox, and not read whole either.
+        let endless = std::io::Read::take(std::io::repeat(b' '), 8 << 20);
+        let mut r = Reader::new(std::io::BufReader::new(endless), 100);
         assert!(r.next_message().unwrap().is_none());
     }
 }

@@ -521,8 +521,41 @@ fn give_back(a: &Args) -> anyhow::Result<ExitCode> {
             }
         }
         let _install = mailvault::mail::folder::InstallLock::take(&a.install_dir)?;
+        // Every folder is opened (links refused, files read) before any is
+        // written: a refused folder stops the run with nothing changed.
+        for into in groups.keys() {
+            mailvault::mail::folder::LiveFolder::open(&live, into, 0)?;
+        }
         for (into, items) in &groups {
-            reports.push(giveback::give_back(&mut store, items, &live, into)?);
+            match giveback::give_back(&mut store, items, &live, into) {
+                Ok(r) => reports.push(r),
+                Err(e) => {
+                    // Folders done before the error keep their messages:
+                    // say which, so "error" is not read as "nothing changed".
+                    let done: Vec<String> = reports
+                        .iter()
+                        .flat_map(|r| &r.items)
+                        .filter_map(|i| match &i.outcome {
+                            giveback::Outcome::Added { path, .. } => {
+                                Some(format!("{} -> {path}", i.source))
+                            }
+                            _ => None,
+                        })
+                        .collect();
+                    for d in &done {
+                        eprintln!("given back before the error: {d}");
+                    }
+                    let e = anyhow::Error::from(e);
+                    return Err(if done.is_empty() {
+                        e
+                    } else {
+                        e.context(format!(
+                            "{} message(s) were given back before the error (listed above)",
+                            done.len()
+                        ))
+                    });
+                }
+            }
         }
     }
     let failed: usize = reports.iter().map(giveback::GiveBackReport::failed).sum();

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::mail::store::{FolderRef, LiveStore};
 
 /// Names of this module's temporaries (never an 8-hex item name).
-const TMP_PREFIX: &str = ".mailvault-tmp-";
+pub const TMP_PREFIX: &str = ".mailvault-tmp-";
 
 /// The install's write lock (`.kmsrecover.lock`): the one restores take.
 pub type InstallLock = mailvault_recover::stage::TargetLock;
@@ -83,7 +83,7 @@ impl LiveFolder {
         let exists = dir.join("#msgs").is_dir();
         let read = |name: &str, limit: u64| -> Result<Option<Vec<u8>>> {
             let p = dir.join(name);
-            match fs::File::open(&p) {
+            match open_regular(&p) {
                 Ok(f) => {
                     let mut v = Vec::new();
                     f.take(limit + 1)
@@ -251,7 +251,11 @@ impl LiveFolder {
             .join("#msgs")
             .join(format!("{TMP_PREFIX}{}-{uid:08x}", std::process::id()));
         let write = || -> std::io::Result<()> {
-            let mut f = fs::File::create(&tmp)?;
+            // A new file, never through whatever (a planted link) is there.
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&tmp)?;
             f.write_all(content)?;
             f.set_modified(
                 Mtime {
@@ -262,7 +266,9 @@ impl LiveFolder {
             )
         };
         if let Err(e) = write() {
-            let _ = fs::remove_file(&tmp);
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                let _ = fs::remove_file(&tmp);
+            }
             return Err(Error::io("cannot write", &tmp)(e));
         }
         let t = u32::try_from(time.max(0)).unwrap_or(u32::MAX);
@@ -293,28 +299,37 @@ impl LiveFolder {
         let d = fs::File::open(&msgs).map_err(Error::io("cannot open", &msgs))?;
         rustix::fs::syncfs(&d).map_err(|e| Error::io("cannot sync", &msgs)(e.into()))?;
         let mut lines = Vec::with_capacity(self.pending.len());
-        for (tmp, mut line) in std::mem::take(&mut self.pending) {
-            loop {
+        // Taken one at a time: on an error, what is not yet linked stays
+        // pending, so that dropping the folder removes its temporaries.
+        self.pending.reverse();
+        while let Some((tmp, mut line)) = self.pending.pop() {
+            let linked = loop {
                 let dest = msgs.join(line.file_name());
                 match fs::hard_link(&tmp, &dest) {
-                    Ok(()) => break,
+                    Ok(()) => break Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                         line.uid = self.first_free().max(self.next);
                         self.next = line.uid.saturating_add(1);
                         self.present.insert(line.uid);
                         if line.uid == u32::MAX {
-                            return Err(Error::Invalid(format!(
+                            break Err(Error::Invalid(format!(
                                 "`{}` has no free item number left",
                                 self.dir.display()
                             )));
                         }
                     }
-                    Err(e) => return Err(Error::io("cannot create", &dest)(e)),
+                    Err(e) => break Err(Error::io("cannot create", &dest)(e)),
                 }
+            };
+            if let Err(e) = linked {
+                self.pending.push((tmp, line));
+                return Err(e);
             }
-            fs::remove_file(&tmp).map_err(Error::io("cannot remove", &tmp))?;
             self.present.insert(line.uid);
             lines.push(line);
+            // Linked: the item is whole under its number; a temporary that
+            // cannot be removed now goes with the next run's leftovers.
+            let _ = fs::remove_file(&tmp);
         }
         d.sync_all().map_err(Error::io("cannot sync", &msgs))?;
         Ok(lines)
@@ -396,6 +411,32 @@ impl LiveFolder {
     }
 }
 
+impl Drop for LiveFolder {
+    /// Items added but never published (an error before or during
+    /// [`LiveFolder::commit`]) leave no temporaries behind: on a full disk
+    /// they would keep it full for the mail server.
+    fn drop(&mut self) {
+        for (tmp, _) in self.pending.drain(..) {
+            let _ = fs::remove_file(tmp);
+        }
+    }
+}
+
+/// Opens a folder file for reading; a FIFO or device there is an error
+/// (opening a FIFO would wait for a writer forever, holding the lock).
+///
+/// # Errors
+/// Not found, not a regular file, or I/O.
+pub fn open_regular(p: &Path) -> std::io::Result<fs::File> {
+    if !fs::metadata(p)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    fs::File::open(p)
+}
+
 /// Replaces a small file by writing a temporary beside it and renaming.
 ///
 /// # Errors
@@ -407,7 +448,16 @@ pub fn replace_file(path: &Path, content: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = path.with_file_name(format!(".mailvault-tmp-{name}"));
     let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
+        // A leftover (or a planted link) goes; the temporary is always new,
+        // so nothing is ever written through a link.
+        match fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)?;
         f.write_all(content)?;
         f.sync_all()?;
         fs::rename(&tmp, path)

@@ -16,6 +16,7 @@ use std::fs;
 use mailvault_formats::layout;
 use mailvault_formats::store::index_fld::{self, IndexLine};
 use serde::Serialize;
+use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::mail::folder::{Committed, LiveFolder};
@@ -157,8 +158,10 @@ fn run(
         items: Vec::new(),
         committed: None,
     };
-    // Bytes added by a dry run (nothing on disk to compare with).
-    let mut planned: Vec<(String, Vec<u8>)> = Vec::new();
+    // What this run added (or, a dry run, would add), by size and SHA-256:
+    // not yet under a final name to compare with, and never kept whole (a
+    // dry run of a large folder would hold all of it in memory).
+    let mut added_now: HashMap<(u64, [u8; 32]), String> = HashMap::new();
     let mut failure = None;
     for item in items {
         let flags = match FolderRef::of_rel(&item.rel) {
@@ -208,11 +211,9 @@ fn run(
                 Err(e) => return Err(Error::io("cannot read", &path)(e)),
             }
         }
+        let digest: [u8; 32] = Sha256::digest(&content).into();
         if same.is_none() {
-            same = planned
-                .iter()
-                .find(|(_, b)| *b == content)
-                .map(|(rel, _)| rel.clone());
+            same = added_now.get(&(size, digest)).cloned();
         }
         if let Some(path) = same {
             given.outcome = Outcome::AlreadyThere { path };
@@ -231,11 +232,7 @@ fn run(
             }
         };
         let path = format!("{}/#msgs/{uid:08x}.eml", into.rel());
-        if dry_run {
-            planned.push((path.clone(), content));
-        } else {
-            by_size.entry(size).or_default().push(path.clone());
-        }
+        added_now.insert((size, digest), path.clone());
         given.outcome = Outcome::Added { uid, path };
         report.items.push(given);
     }
@@ -276,6 +273,11 @@ pub fn message_path(path: &str) -> Result<(FolderRef, u32)> {
     };
     layout::check_relative(path).map_err(|e| bad(&e.to_string()))?;
     let (folder, file) = FolderRef::of_rel(path).ok_or_else(|| bad("is not a message"))?;
+    // `…/INBOX/#msgs/#msgs/x.eml` would make `INBOX/#msgs` a folder: its
+    // index.fld written into a live `#msgs`.
+    if folder.path.split('/').any(|c| c.starts_with('#')) {
+        return Err(bad("is not a message (a folder name starting with `#`)"));
+    }
     let uid = file
         .strip_prefix("#msgs/")
         .and_then(index_fld::uid_of_file_name)
@@ -390,6 +392,8 @@ mod tests {
             "store/mail/a.cz/jan/INBOX/index.fld",
             "store/mail/a.cz/jan/INBOX/#msgs/x.eml",
             "store/mail/a.cz/jan/#msgs/00000001.eml",
+            "store/mail/a.cz/jan/INBOX/#msgs/#msgs/00000001.eml",
+            "store/mail/a.cz/jan/INBOX/#assoc/#msgs/00000001.eml",
             "users.cfg",
         ] {
             assert!(message_path(bad).is_err(), "{bad}");

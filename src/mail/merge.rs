@@ -127,6 +127,9 @@ pub struct Checked {
     pub date: Option<i64>,
 }
 
+/// Why a FIFO, socket or device is not read.
+const NOT_A_FILE: &str = "not a regular file (a FIFO, socket or device): not read";
+
 /// Headers of which at least one makes a header block a mail message.
 const MESSAGE_HEADERS: [&str; 9] = [
     "from",
@@ -472,11 +475,18 @@ impl Merger {
                         e.path().display().to_string(),
                         "a symbolic link (not followed inside a directory)".into(),
                     );
+                } else if !e.file_type().is_dir() {
+                    self.reject(e.path().display().to_string(), NOT_A_FILE.into());
                 }
             }
             Ok(())
-        } else {
+        } else if meta.is_file() {
             self.offer_file(path)
+        } else {
+            // Opening a FIFO blocks until a writer comes (with the install
+            // locked); a device never ends: neither is a message file.
+            self.reject(path.display().to_string(), NOT_A_FILE.into());
+            Ok(())
         }
     }
 

@@ -20,7 +20,7 @@ use mailvault_formats::{Mtime, limits};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::mail::folder::replace_file;
+use crate::mail::folder::{TMP_PREFIX, open_regular, replace_file};
 use crate::mail::store::{FolderRef, LiveStore};
 
 /// What a folder's `index.fld` and `status.fld` say against its `#msgs`.
@@ -48,6 +48,13 @@ pub struct FolderCheck {
     pub bad_names: Vec<String>,
     /// `status.fld` is missing, or its next number is not past every item.
     pub status_behind: bool,
+    /// Temporaries in `#msgs` of an interrupted merge or give-back (never
+    /// items; a rebuild, holding the install's lock, removes them).
+    pub leftover_temporaries: Vec<String>,
+    /// The folder could not be checked (an unreadable or oversized file):
+    /// why. Only `--check` goes on to the next folder after this.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 impl FolderCheck {
@@ -62,6 +69,8 @@ impl FolderCheck {
             || !self.bad_lines.is_empty()
             || !self.bad_names.is_empty()
             || self.status_behind
+            || !self.leftover_temporaries.is_empty()
+            || self.unreadable.is_some()
     }
 }
 
@@ -99,15 +108,18 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
                         .secs;
                 items.insert(uid, (m.len(), mtime, head));
             }
-            _ if name.starts_with(".mailvault-tmp-") => {}
+            _ if name.starts_with(TMP_PREFIX) && m.is_file() => {
+                check.leftover_temporaries.push(name);
+            }
             _ => check.bad_names.push(name),
         }
     }
     check.bad_names.sort();
+    check.leftover_temporaries.sort();
     check.items = items.len();
     let index_path = dir.join("index.fld");
     let mut records = BTreeMap::new();
-    match fs::File::open(&index_path) {
+    match open_regular(&index_path) {
         Ok(f) => {
             let mut raw = Vec::new();
             f.take(limits::MAX_INDEX_BYTES + 1)
@@ -150,7 +162,14 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
         .copied()
         .collect();
     let status_path = dir.join("status.fld");
-    let status = match fs::read(&status_path) {
+    // Read up to one byte past the bound: never the whole of an oversized
+    // (or endless, a link to /dev/zero) file.
+    let read_status = open_regular(&status_path).and_then(|f| {
+        let mut b = Vec::new();
+        f.take(limits::MAX_STATUS_BYTES + 1).read_to_end(&mut b)?;
+        Ok(b)
+    });
+    let status = match read_status {
         Ok(b) if b.len() as u64 <= limits::MAX_STATUS_BYTES => Some(
             StatusFld::parse(&String::from_utf8_lossy(&b))
                 .map_err(|e| Error::Invalid(format!("`{}`: {e}", status_path.display())))?,
@@ -217,6 +236,14 @@ pub fn rebuild_folder(store: &LiveStore, folder: &FolderRef) -> Result<FolderChe
         || !c.duplicate_records.is_empty()
         || !c.bad_lines.is_empty();
     let dir = store.path_of(&folder.rel())?;
+    for name in &c.leftover_temporaries {
+        let p = dir.join("#msgs").join(name);
+        match fs::remove_file(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("cannot remove", &p)(e)),
+        }
+    }
     if needs_index {
         let lines: Vec<IndexLine> = s
             .items

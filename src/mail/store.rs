@@ -331,7 +331,7 @@ impl MailStore for LiveStore {
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
         let path = self.path_of(&format!("{}/{name}", folder.rel()))?;
-        let f = match fs::File::open(&path) {
+        let f = match crate::mail::folder::open_regular(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("cannot read", &path)(e)),

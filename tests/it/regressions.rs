@@ -1955,3 +1955,500 @@ fn review5_a_domain_mount_point_is_refused_and_dry_runs_tell_the_truth() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["exit_code"], 2, "{v}");
 }
+
+// ---- review 8: merge-eml, kmsrecover --message, reindex ----
+
+/// `merge-eml` with "--running-check false", returning the output.
+fn merge8(install: &Path, args: &[&str]) -> std::process::Output {
+    let mut a = vec![
+        "merge-eml",
+        "--running-check",
+        "false",
+        "--install-dir",
+        install.to_str().unwrap(),
+    ];
+    a.extend_from_slice(args);
+    run(&a)
+}
+
+/// Names of the temporaries left in a folder's `#msgs`.
+fn temporaries(folder: &Path) -> Vec<String> {
+    std::fs::read_dir(folder.join("#msgs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".mailvault-tmp"))
+        .collect()
+}
+
+#[test]
+fn review8_merge_eml_never_puts_messages_of_another_folder_into_the_first() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let john = "store/mail/example.com/john/INBOX/#msgs/00000001.eml";
+    let petr = "store/mail/firma.cz/petr/INBOX/#msgs/00000001.eml";
+    std::fs::remove_file(t.path(john)).unwrap();
+    std::fs::remove_file(t.path(petr)).unwrap();
+    let before = snapshot(&t.install());
+    let backups = t.backups();
+    let b = backups.to_str().unwrap();
+    for args in [
+        // Without -d/-u/-f: the first message's folder would get petr's too.
+        vec!["--from", b, "--message", john, "--message", petr],
+        // Only the folder named: the mailbox still comes from the first.
+        vec![
+            "-f",
+            "Restored",
+            "--from",
+            b,
+            "--message",
+            john,
+            "--message",
+            petr,
+        ],
+        // Two domains named at once.
+        vec![
+            "-d",
+            "firma.cz",
+            "-u",
+            "john@example.com",
+            "-f",
+            "X",
+            "--from",
+            b,
+            "--message",
+            john,
+        ],
+    ] {
+        let out = merge8(&t.install(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert_eq!(snapshot(&t.install()), before, "{args:?}: nothing written");
+    }
+    // Messages of one folder still go back into it without -d/-u/-f.
+    let out = merge8(&t.install(), &["--from", b, "--message", petr]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let petr_inbox = tree(&t.path("store/mail/firma.cz/petr/INBOX/#msgs"));
+    let john_inbox = tree(&t.path("store/mail/example.com/john/INBOX/#msgs"));
+    assert_eq!(
+        john_inbox.len(),
+        before
+            .keys()
+            .filter(|k| k.starts_with("store/mail/example.com/john/INBOX/#msgs/"))
+            .count()
+    );
+    assert_eq!(
+        petr_inbox.len(),
+        before
+            .keys()
+            .filter(|k| k.starts_with("store/mail/firma.cz/petr/INBOX/#msgs/"))
+            .count()
+            + 1
+    );
+}
+
+#[test]
+fn review8_merge_eml_reports_a_fifo_instead_of_waiting_for_it() {
+    let t = TestInstall::sample();
+    let dir = t.tmp.path().join("inputs");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(
+        dir.join("a.eml"),
+        "From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n",
+    )
+    .unwrap();
+    let fifo = dir.join("pipe");
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for input in [&fifo, &dir] {
+        let mut child = bin()
+            .args([
+                "merge-eml",
+                "--running-check",
+                "false",
+                "--install-dir",
+                t.install().to_str().unwrap(),
+                "-u",
+                "john@example.com",
+                "-f",
+                "Piped",
+                input.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("merge-eml {} hangs on a FIFO", input.display());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("pipe: not a regular file"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let piped = tree(&t.path("store/mail/example.com/john/Piped/#msgs"));
+    assert_eq!(piped.len(), 1, "the message beside the FIFO is added");
+}
+
+#[test]
+fn review8_merge_eml_on_a_full_disk_leaves_no_temporaries_in_the_live_folder() {
+    let t = TestInstall::sample();
+    let disk = SmallDisk::new(t.tmp.path().join("small"), "3m");
+    copy_tree(&t.install().join("."), &disk.path);
+    let inputs = t.tmp.path().join("fat");
+    std::fs::create_dir(&inputs).unwrap();
+    for i in 0..40 {
+        let mut m = format!("From: a@example.com\r\nSubject: fat {i}\r\n\r\n").into_bytes();
+        m.extend(std::iter::repeat_n(b'x', 100_000));
+        std::fs::write(inputs.join(format!("{i:02}.eml")), m).unwrap();
+    }
+    let inbox = disk.path.join("store/mail/example.com/john/INBOX");
+    let before = tree(&inbox);
+    let out = merge8(
+        &disk.path,
+        &[
+            "-u",
+            "john@example.com",
+            "-f",
+            "INBOX",
+            inputs.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("No space left"), "{}", stderr(&out));
+    assert_eq!(temporaries(&inbox), Vec::<String>::new());
+    assert_eq!(tree(&inbox), before, "nothing added, nothing changed");
+    ok(&[
+        "reindex",
+        "--check",
+        "--install-dir",
+        disk.path.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn review8_an_mbox_of_one_endless_line_does_not_fill_memory() {
+    let t = TestInstall::sample();
+    // A sparse file: a `From ` line, then 2 GiB of NUL bytes, no line end.
+    let mbox = t.tmp.path().join("endless.mbox");
+    let f = std::fs::File::create(&mbox).unwrap();
+    std::io::Write::write_all(
+        &mut &f,
+        b"From a@b Thu Jan  1 00:00:00 2026\nSubject: s\n\n",
+    )
+    .unwrap();
+    f.set_len(2 << 30).unwrap();
+    drop(f);
+    let install = t.install();
+    let (code, peak_kib) = peak_rss_kib(
+        &PathBuf::from(env!("CARGO_BIN_EXE_mailvault")),
+        &[
+            "merge-eml",
+            "--running-check",
+            "false",
+            "--install-dir",
+            install.to_str().unwrap(),
+            "-u",
+            "john@example.com",
+            "-f",
+            "Endless",
+            mbox.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 3, "the message is reported as too large");
+    // The bound is a message's (1 GiB); the line is never read whole.
+    assert!(peak_kib < 1_600_000, "peak {peak_kib} KiB");
+}
+
+#[test]
+fn review8_reindex_reads_no_more_of_status_fld_than_its_bound() {
+    let t = TestInstall::sample();
+    let status = t.path("store/mail/example.com/john/INBOX/status.fld");
+    std::fs::remove_file(&status).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &status).unwrap();
+    let install = t.install();
+    let (code, peak_kib) = peak_rss_kib(
+        &PathBuf::from(env!("CARGO_BIN_EXE_mailvault")),
+        &[
+            "reindex",
+            "--check",
+            "--install-dir",
+            install.to_str().unwrap(),
+            "-u",
+            "john@example.com",
+            "-f",
+            "INBOX",
+        ],
+    );
+    assert_eq!(code, 5, "reported as a folder not checked");
+    assert!(peak_kib < 200_000, "peak {peak_kib} KiB");
+}
+
+#[test]
+fn review8_a_dry_run_give_back_says_what_the_real_run_does_with_twin_items() {
+    let t = TestInstall::sample();
+    // The same message twice in the backed-up folder.
+    let msgs = t.path("store/mail/example.com/john/Projects/#msgs");
+    let first = std::fs::read(msgs.join("00000001.eml")).unwrap();
+    std::fs::write(msgs.join("00000040.eml"), &first).unwrap();
+    t.backup_ok("full", &[]);
+    let backups = t.backups();
+    let args = |dry: bool| {
+        let mut a = vec![
+            "-u",
+            "john@example.com",
+            "-f",
+            "Twins",
+            "--from",
+            backups.to_str().unwrap(),
+            "--source-folder",
+            "Projects",
+            "--json",
+        ];
+        if dry {
+            a.push("--dry-run");
+        }
+        a
+    };
+    let count = |o: &std::process::Output| {
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        (
+            v["added"].as_u64().unwrap(),
+            v["duplicates"].as_u64().unwrap(),
+        )
+    };
+    let dry = merge8(&t.install(), &args(true));
+    assert_eq!(dry.status.code(), Some(0), "{}", stderr(&dry));
+    let real = merge8(&t.install(), &args(false));
+    assert_eq!(real.status.code(), Some(0), "{}", stderr(&real));
+    assert_eq!(count(&dry), count(&real), "the dry run tells the truth");
+    let added = tree(&t.path("store/mail/example.com/john/Twins/#msgs"));
+    assert_eq!(added.len() as u64, count(&real).0);
+    assert_eq!(added.values().filter(|v| **v == first).count(), 1);
+}
+
+#[test]
+fn review8_a_message_path_with_a_hash_folder_is_a_usage_error() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let before = snapshot(&t.install());
+    for path in [
+        "store/mail/example.com/john/INBOX/#msgs/#msgs/00000001.eml",
+        "store/mail/example.com/john/INBOX/#assoc/#msgs/00000001.eml",
+    ] {
+        let out = kms_in(&t, &["--message", path], &t.backups());
+        assert_eq!(out.status.code(), Some(2), "{path}: {}", stderr(&out));
+    }
+    assert_eq!(snapshot(&t.install()), before);
+}
+
+#[test]
+fn review8_kmsrecover_message_refusing_one_folder_changes_no_other() {
+    let t = TestInstall::sample();
+    t.backup_ok("full", &[]);
+    let john = "store/mail/example.com/john/INBOX/#msgs/00000001.eml";
+    let petr = "store/mail/firma.cz/petr/INBOX/#msgs/00000001.eml";
+    std::fs::remove_file(t.path(john)).unwrap();
+    // petr's INBOX lives elsewhere, behind a link: refused.
+    let elsewhere = t.tmp.path().join("petr-inbox");
+    std::fs::rename(t.path("store/mail/firma.cz/petr/INBOX"), &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, t.path("store/mail/firma.cz/petr/INBOX")).unwrap();
+    let before = snapshot(&t.install());
+    let out = kms_in(
+        &t,
+        &[
+            "--running-check",
+            "false",
+            "--message",
+            john,
+            "--message",
+            petr,
+        ],
+        &t.backups(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    let after: Vec<_> = snapshot(&t.install())
+        .into_keys()
+        .filter(|k| !k.ends_with(".kmsrecover.lock"))
+        .collect();
+    let before: Vec<_> = before.into_keys().collect();
+    assert_eq!(
+        after, before,
+        "exit 1: nothing changed, john's INBOX neither"
+    );
+}
+
+#[test]
+fn review8_reindex_reports_and_removes_the_temporaries_of_a_killed_merge() {
+    let t = TestInstall::sample();
+    let inbox = t.path("store/mail/example.com/john/INBOX");
+    let items_before = tree(&inbox.join("#msgs"));
+    // What a merge killed before publishing leaves in a folder it did not create.
+    std::fs::write(
+        inbox.join("#msgs/.mailvault-tmp-4242-0000000d"),
+        "From: a@example.com\r\nSubject: half\r\n\r\n",
+    )
+    .unwrap();
+    let install = t.install();
+    let i = install.to_str().unwrap();
+    let out = run(&["reindex", "--check", "--install-dir", i, "--json"]);
+    assert_eq!(out.status.code(), Some(5), "{}", stdout(&out));
+    assert!(stdout(&out).contains(".mailvault-tmp-4242-0000000d"));
+    let out = run(&["reindex", "--running-check", "false", "--install-dir", i]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(temporaries(&inbox), Vec::<String>::new());
+    assert_eq!(tree(&inbox.join("#msgs")), items_before, "items untouched");
+    ok(&["reindex", "--check", "--install-dir", i]);
+}
+
+#[test]
+fn review8_a_planted_link_at_a_temporary_name_is_never_written_through() {
+    let t = TestInstall::sample();
+    let inbox = t.path("store/mail/example.com/john/INBOX");
+    let outside = t.tmp.path().join("outside.txt");
+    std::fs::write(&outside, "precious").unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join(".mailvault-tmp-index.fld")).unwrap();
+    std::os::unix::fs::symlink(&outside, inbox.join(".mailvault-tmp-status.fld")).unwrap();
+    let msg = t.tmp.path().join("m.eml");
+    std::fs::write(&msg, "From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n").unwrap();
+    let out = merge8(
+        &t.install(),
+        &[
+            "-u",
+            "john@example.com",
+            "-f",
+            "INBOX",
+            msg.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+    let index = std::fs::read_to_string(inbox.join("index.fld")).unwrap();
+    assert!(index.lines().count() > 1, "{index}");
+    // reindex writes through the same function.
+    std::os::unix::fs::symlink(&outside, inbox.join(".mailvault-tmp-index.fld")).unwrap();
+    std::fs::remove_file(inbox.join("index.fld")).unwrap();
+    let install = t.install();
+    ok(&[
+        "reindex",
+        "--running-check",
+        "false",
+        "--install-dir",
+        install.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "precious");
+}
+
+#[test]
+fn review8_reindex_check_goes_on_past_a_folder_it_cannot_read() {
+    let t = TestInstall::sample();
+    // An index.fld past its bound (sparse: 300 MB of nothing) in jane's INBOX,
+    // and a real problem in john's.
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(t.path("store/mail/example.com/jane/INBOX/index.fld"))
+        .unwrap();
+    f.set_len(300 << 20).unwrap();
+    std::fs::remove_file(t.path("store/mail/firma.cz/petr/INBOX/index.fld")).unwrap();
+    let install = t.install();
+    let out = run(&[
+        "reindex",
+        "--check",
+        "--json",
+        "--install-dir",
+        install.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = v["problems"].as_array().unwrap();
+    let of = |f: &str| {
+        problems
+            .iter()
+            .find(|p| p["folder"] == f)
+            .unwrap_or_else(|| panic!("{f} not reported: {v}"))
+            .clone()
+    };
+    assert!(
+        of("store/mail/example.com/jane/INBOX")["unreadable"]
+            .as_str()
+            .unwrap()
+            .contains("larger than")
+    );
+    assert_eq!(of("store/mail/firma.cz/petr/INBOX")["no_index"], true);
+}
+
+#[test]
+fn review8_a_fifo_as_status_fld_is_an_error_not_a_hang() {
+    let t = TestInstall::sample();
+    let status = t.path("store/mail/example.com/john/INBOX/status.fld");
+    std::fs::remove_file(&status).unwrap();
+    assert!(
+        std::process::Command::new("mkfifo")
+            .arg(&status)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let msg = t.tmp.path().join("m.eml");
+    std::fs::write(&msg, "From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n").unwrap();
+    let install = t.install();
+    let i = install.to_str().unwrap();
+    let m = msg.to_str().unwrap();
+    let runs: [(&[&str], i32); 3] = [
+        (&["reindex", "--check", "--install-dir", i], 5),
+        (
+            &["reindex", "--running-check", "false", "--install-dir", i],
+            1,
+        ),
+        (
+            &[
+                "merge-eml",
+                "--running-check",
+                "false",
+                "--install-dir",
+                i,
+                "-u",
+                "john@example.com",
+                "-f",
+                "INBOX",
+                m,
+            ],
+            1,
+        ),
+    ];
+    for (args, want) in runs {
+        let mut child = bin()
+            .args(args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if start.elapsed() > std::time::Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("{args:?} hangs on a FIFO status.fld");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(want), "{args:?}: {}", stderr(&out));
+        assert!(
+            (stdout(&out) + &stderr(&out)).contains("not a regular file"),
+            "{args:?}"
+        );
+    }
+}

@@ -37,6 +37,7 @@ Exit codes:
   1  error: nothing was added under a final name by the failing step (added items stay, whole)
   2  usage error
   3  finished, but some inputs were not messages or could not be read (listed)
+  4  --from: the backup directory is in use by a backup or rotation
   6  the mail server is running (use --force if you are sure)";
 
 /// `mailvault merge-eml` options.
@@ -92,6 +93,14 @@ fn usage(m: impl Into<String>) -> anyhow::Error {
     UsageError(m.into()).into()
 }
 
+/// The domain of `--user user@domain`, if given that way.
+fn user_domain_given(a: &MergeArgs) -> Option<String> {
+    a.user
+        .as_deref()
+        .and_then(|u| u.split_once('@'))
+        .map(|(_, d)| d.to_string())
+}
+
 /// The folder named on the command line, or (single messages without
 /// -d/-u/-f) the folder of the first message.
 fn target_folder(a: &MergeArgs) -> anyhow::Result<FolderRef> {
@@ -120,6 +129,38 @@ fn target_folder(a: &MergeArgs) -> anyhow::Result<FolderRef> {
         .or_else(|| from_message.as_ref().map(|(f, _)| f.path.clone()))
         .ok_or_else(|| usage("give --folder: the folder to add to"))?;
     let path = path.trim_end_matches('/').to_string();
+    // What was taken from the first message must hold for every message:
+    // one run has one target folder, and another user's message must never
+    // land in this mailbox.
+    let derived_domain = a.domain.is_none() && user_domain_given(a).is_none();
+    let derived_mailbox = !a.public && a.user.is_none();
+    let derived_path = a.folder.is_none() && a.source_folder.is_none();
+    for m in &a.message {
+        let Some((f, _)) = FolderRef::of_rel(m) else {
+            continue;
+        };
+        if (derived_domain && f.domain != domain)
+            || (derived_mailbox && f.mailbox != mailbox)
+            || (derived_path && f.path != path)
+        {
+            return Err(usage(format!(
+                "the --message paths are in more than one folder (`{}` and `{}`): without -d/-u/-f all would go into the first; give each folder's messages in a run of its own, or use `kmsrecover --message`, which puts each back into its own folder",
+                from_message
+                    .as_ref()
+                    .map(|(f, _)| f.rel())
+                    .unwrap_or_default(),
+                f.rel()
+            )));
+        }
+    }
+    if let (Some(d), Some(ud)) = (&a.domain, user_domain_given(a))
+        && *d != ud
+    {
+        return Err(usage(format!(
+            "--user {} and --domain {d} name different domains",
+            a.user.as_deref().unwrap_or_default()
+        )));
+    }
     for (what, v) in [("domain", &domain), ("user", &mailbox), ("folder", &path)] {
         let bad_mailbox = what == "user" && v != "#public" && v.starts_with('#');
         if layout::check_relative(v).is_err()

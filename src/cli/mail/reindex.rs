@@ -109,7 +109,12 @@ pub fn run(a: ReindexArgs, quiet: bool) -> anyhow::Result<ExitCode> {
     let mut checks = Vec::with_capacity(folders.len());
     for f in &folders {
         checks.push(if a.check {
-            reindex::check_folder(&live, f)?
+            // One unreadable folder is a finding, not the end of the check.
+            reindex::check_folder(&live, f).unwrap_or_else(|e| FolderCheck {
+                folder: f.rel(),
+                unreadable: Some(e.to_string()),
+                ..FolderCheck::default()
+            })
         } else {
             reindex::rebuild_folder(&live, f)?
         });
@@ -174,6 +179,10 @@ fn uids(v: &[u32]) -> String {
 }
 
 fn print_check(c: &FolderCheck) {
+    if let Some(why) = &c.unreadable {
+        println!("{}: NOT checked: {why}", c.folder);
+        return;
+    }
     println!("{} ({} items, {} records)", c.folder, c.items, c.records);
     if c.no_index {
         println!("  no index.fld");
@@ -206,5 +215,11 @@ fn print_check(c: &FolderCheck) {
     }
     if c.status_behind {
         println!("  status.fld missing, or its next number is not past every item");
+    }
+    if !c.leftover_temporaries.is_empty() {
+        println!(
+            "  {} temporary file(s) of an interrupted merge-eml or give-back in #msgs (a rebuild removes them)",
+            c.leftover_temporaries.len()
+        );
     }
 }
