@@ -421,10 +421,17 @@ impl Merger {
         }
         let time = match time {
             ItemTime::Exact(t) => t,
-            ItemTime::DateOr(t) => checked
-                .date
-                .or(t)
-                .unwrap_or_else(|| Mtime::from_system(std::time::SystemTime::now()).secs),
+            ItemTime::DateOr(t) => {
+                let now = Mtime::from_system(std::time::SystemTime::now()).secs;
+                // A Date before 1970 or more than a day ahead is a sender's
+                // mistake, not a time for the item (index.fld holds 32 bits).
+                let plausible = |d: &i64| (0..=now + 86_400).contains(d);
+                checked
+                    .date
+                    .filter(plausible)
+                    .or(t.filter(plausible))
+                    .unwrap_or(now)
+            }
         };
         let flags = flags.unwrap_or(u32::from(self.req.mark_seen));
         let uid = if self.req.dry_run {

@@ -818,7 +818,15 @@ pub fn execute(m: Migration, progress: &dyn Progress) -> Result<MigrateReport> {
             (files, mail)
         }
         How::Install { dir, dirs, files } => {
-            let copied = copy_install(&dir, &dirs, files, &mut placer, progress, &mut report);
+            // The lock before anything is written: a second migration into
+            // the same new directory fails here, before its cleanup could
+            // take the first one's files for its own.
+            let lock = if forced {
+                None
+            } else {
+                Some(InstallLock::take(&to)?)
+            };
+            let copied = copy_install(&dir, &dirs, files, lock, &mut placer, progress, &mut report);
             let files = match copied {
                 Ok(f) => f,
                 Err(e) => {

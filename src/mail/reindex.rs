@@ -48,6 +48,10 @@ pub struct FolderCheck {
     pub bad_names: Vec<String>,
     /// `status.fld` is missing, or its next number is not past every item.
     pub status_behind: bool,
+    /// An item is numbered `ffffffff`: no number is left after it, so
+    /// nothing can be added to the folder (numbers only grow: IMAP clients
+    /// cache items by them). A rebuild cannot fix this.
+    pub no_number_left: bool,
     /// Temporaries in `#msgs` of an interrupted merge or give-back (never
     /// items; a rebuild, holding the install's lock, removes them).
     pub leftover_temporaries: Vec<String>,
@@ -69,6 +73,7 @@ impl FolderCheck {
             || !self.bad_lines.is_empty()
             || !self.bad_names.is_empty()
             || self.status_behind
+            || self.no_number_left
             || !self.leftover_temporaries.is_empty()
             || self.unreadable.is_some()
     }
@@ -186,6 +191,7 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
     };
     let past_all = items.keys().next_back().map_or(1, |u| u.saturating_add(1));
     check.status_behind = status.as_ref().is_none_or(|s| s.next_uid < past_all);
+    check.no_number_left = items.contains_key(&u32::MAX);
     Ok(Scanned {
         check,
         items,

@@ -193,3 +193,29 @@ fn check_finds_planted_problems_and_changes_nothing_then_rebuild_fixes_them() {
     let o = run(&["reindex", "--check", "--install-dir", "/nonexistent"]);
     assert_eq!(o.status.code(), Some(1));
 }
+
+#[test]
+fn an_item_numbered_ffffffff_is_reported_as_leaving_no_number() {
+    let t = TestInstall::sample();
+    let install = t.install();
+    let jane = install.join("store/mail/example.com/jane/INBOX");
+    fs::copy(
+        jane.join("#msgs/00000001.eml"),
+        jane.join("#msgs/ffffffff.eml"),
+    )
+    .unwrap();
+    let args = [
+        "--install-dir",
+        install.to_str().unwrap(),
+        "-u",
+        "jane@example.com",
+    ];
+    let o = run(&[&["reindex", "--check", "--json"][..], &args].concat());
+    assert_eq!(o.status.code(), Some(5));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["problems"][0]["no_number_left"], true, "{r}");
+    // A rebuild indexes it but cannot give the folder numbers back: exit 3.
+    let o = run(&[&["reindex", "--running-check", "false"][..], &args].concat());
+    assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
+    assert!(stdout(&o).contains("no number is left"), "{}", stdout(&o));
+}

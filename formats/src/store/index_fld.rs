@@ -128,6 +128,7 @@ pub fn parse_index(text: &str) -> (Vec<IndexLine>, Vec<(usize, String)>) {
         }
         match raw.parse::<IndexLine>() {
             Ok(l) => lines.push(l),
+            Err(Error::BadLine { reason, .. }) => bad.push((i + 1, reason)),
             Err(e) => bad.push((i + 1, e.to_string())),
         }
     }
@@ -209,10 +210,7 @@ mod tests {
         assert_eq!(lines.len(), 2);
         assert_eq!(
             bad,
-            vec![(
-                3,
-                "index.fld line 0: line must start with U<uid>: `garbage`".to_string()
-            )]
+            vec![(3, "line must start with U<uid>: `garbage`".to_string())]
         );
         assert_eq!(
             write_index(&lines[..1]),

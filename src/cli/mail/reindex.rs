@@ -120,7 +120,10 @@ pub fn run(a: ReindexArgs, quiet: bool) -> anyhow::Result<ExitCode> {
         });
     }
     let problems: Vec<&FolderCheck> = checks.iter().filter(|c| c.has_problems()).collect();
-    let bad_names = checks.iter().any(|c| !c.bad_names.is_empty());
+    // What a rebuild cannot fix.
+    let bad_names = checks
+        .iter()
+        .any(|c| !c.bad_names.is_empty() || c.no_number_left);
     let report = Report {
         check_only: a.check,
         folders: checks.len(),
@@ -165,6 +168,7 @@ pub fn run(a: ReindexArgs, quiet: bool) -> anyhow::Result<ExitCode> {
 fn only_bad_names(c: &FolderCheck) -> bool {
     let mut rest = (*c).clone();
     rest.bad_names.clear();
+    rest.no_number_left = false;
     !rest.has_problems()
 }
 
@@ -212,6 +216,11 @@ fn print_check(c: &FolderCheck) {
     }
     for n in &c.bad_names {
         println!("  not an item (left alone): #msgs/{n}");
+    }
+    if c.no_number_left {
+        println!(
+            "  an item is numbered ffffffff: no number is left after it, nothing can be added to this folder (move its items to a new folder)"
+        );
     }
     if c.status_behind {
         println!("  status.fld missing, or its next number is not past every item");

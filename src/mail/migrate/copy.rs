@@ -294,21 +294,19 @@ pub(super) fn move_from_staging(staging: &Path, placer: &mut Placer) -> Result<(
 /// them, then each linked to its name, the directories (empty ones too)
 /// made, and a second `syncfs` for the names. So no final name ever holds
 /// a file whose data could still be lost, without an fsync per file.
-/// Returns the files with the CRC-32 of what was copied.
+/// Returns the files with the CRC-32 of what was copied. `lock` (a target
+/// that was empty) is released and its file removed at the end.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn copy_install(
     dir: &Path,
     dirs: &[String],
     files: Vec<SourceFile>,
+    lock: Option<InstallLock>,
     placer: &mut Placer,
     progress: &dyn Progress,
     report: &mut MigrateReport,
 ) -> Result<Vec<SourceFile>> {
     fs::create_dir_all(&placer.to).map_err(Error::io("cannot create", &placer.to))?;
-    let lock = if placer.aside.is_none() {
-        Some(InstallLock::take(&placer.to)?)
-    } else {
-        None
-    };
     let staging = placer.to.join(STAGING);
     fs::create_dir(&staging).map_err(Error::io("cannot create", &staging))?;
     progress.start(
