@@ -9,12 +9,15 @@
 //!
 //! Output safety: each mailbox is written into a staging directory beside
 //! its final place (`<out>/<domain>/.<user>.mailvault-export`), made
-//! durable with one `syncfs` and then renamed to `<out>/<domain>/<user>` by
-//! a rename that never replaces: a mailbox directory under its final name
-//! is always complete, and nothing is ever written into an existing one.
+//! durable by a `syncfs` and then renamed to `<out>/<domain>/<user>` by a
+//! rename that never replaces: a mailbox directory under its final name is
+//! always complete, and nothing is ever written into an existing one.
 //! Inside the staging area Maildir messages still go the Maildir way
-//! (`tmp/`, then a rename into `cur/`). One `syncfs` per mailbox instead of
-//! an fsync per message keeps a large export close to a restore's speed.
+//! (`tmp/`, then a rename into `cur/`). Finished mailboxes are published in
+//! batches: one `syncfs` per [`PUBLISH_BATCH`] bytes written (and one at
+//! the end), not an fsync per message nor a sync per mailbox, which keeps a
+//! large export close to a restore's speed. When the export stops on an
+//! error, the mailboxes finished before it are still published.
 //!
 //! Problems with single items (damaged in the archive, unreadable, a
 //! calendar item without iCalendar data) are reported in
@@ -584,6 +587,7 @@ pub fn execute(
     let next = AtomicUsize::new(0);
     let stop = AtomicBool::new(false);
     let done: Mutex<Vec<(usize, MailboxReport)>> = Mutex::new(Vec::new());
+    let publisher = Mutex::new(Publisher::default());
     let workers = threads.clamp(1, plan.mailboxes.len().max(1));
     let errors: Vec<Error> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..workers)
@@ -597,8 +601,18 @@ pub fn execute(
                         };
                         match export_mailbox(&mut *store, plan, mb, progress) {
                             Ok(r) => {
+                                let batch = publisher
+                                    .lock()
+                                    .ok()
+                                    .and_then(|mut p| p.add(mb.dir.clone(), r.bytes));
                                 if let Ok(mut d) = done.lock() {
                                     d.push((i, r));
+                                }
+                                if let Some(batch) = batch
+                                    && let Err(e) = publish(&batch)
+                                {
+                                    stop.store(true, Ordering::Relaxed);
+                                    return Err(e);
                                 }
                             }
                             Err(e) => {
@@ -621,9 +635,16 @@ pub fn execute(
             .collect()
     });
     progress.finish();
+    // What was finished is published, also when the export stopped.
+    let rest = publisher
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let published = publish(&rest);
     if let Some(e) = errors.into_iter().next() {
         return Err(e);
     }
+    published?;
     let mut done = done
         .into_inner()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -690,7 +711,6 @@ fn export_mailbox(
         dir: mb.dir.clone(),
         ..MailboxReport::default()
     };
-    let mut keep_staging = false;
     let result = (|| -> Result<()> {
         if plan.format == ExportFormat::Maildir {
             // The mailbox directory is a Maildir (INBOX) even without one in the store.
@@ -712,40 +732,84 @@ fn export_mailbox(
             report.contact_items += fr.contact_items;
             report.folder_list.push(fr);
         }
-        sync_fs(&staging);
-        if let Err(e) = sink::rename_noreplace(&staging, &mb.dir) {
-            // Nothing is ever renamed over an existing mailbox.
-            return Err(if e.kind() == io::ErrorKind::AlreadyExists {
-                keep_staging = true;
-                Error::Invalid(format!(
-                    "`{}` appeared during the export: the export is kept in `{}`",
-                    mb.dir.display(),
-                    staging.display()
-                ))
-            } else {
-                Error::ExportOutput {
-                    action: "cannot rename into place",
-                    path: mb.dir.clone(),
-                    source: e,
-                }
-            });
-        }
-        if let Some(parent) = mb.dir.parent()
-            && let Ok(d) = fs::File::open(parent)
-        {
-            let _ = d.sync_all();
-        }
         Ok(())
     })();
     match result {
         Ok(()) => Ok(report),
         Err(e) => {
-            if !keep_staging {
-                let _ = fs::remove_dir_all(&staging);
-            }
+            let _ = fs::remove_dir_all(&staging);
             Err(e)
         }
     }
+}
+
+/// Bytes of finished mailboxes after which they are synced and published
+/// together.
+pub const PUBLISH_BATCH: u64 = 256 << 20;
+
+/// Finished mailboxes waiting to be published: one `syncfs` for all of
+/// them, then each renamed into place (never over anything).
+#[derive(Default)]
+struct Publisher {
+    ready: Vec<PathBuf>,
+    bytes: u64,
+}
+
+impl Publisher {
+    /// Adds a finished mailbox; returns a batch to publish when enough
+    /// bytes wait.
+    fn add(&mut self, dir: PathBuf, bytes: u64) -> Option<Vec<PathBuf>> {
+        self.ready.push(dir);
+        self.bytes += bytes;
+        (self.bytes >= PUBLISH_BATCH).then(|| self.take())
+    }
+
+    fn take(&mut self) -> Vec<PathBuf> {
+        self.bytes = 0;
+        std::mem::take(&mut self.ready)
+    }
+}
+
+/// Makes the staged mailboxes durable with one `syncfs` and renames each
+/// into place; the first failure is returned after the others were tried.
+fn publish(dirs: &[PathBuf]) -> Result<()> {
+    let Some(first) = dirs.first() else {
+        return Ok(());
+    };
+    sync_fs(&staging_of(first));
+    let mut first_error = None;
+    let mut parents = HashSet::new();
+    for dir in dirs {
+        let staging = staging_of(dir);
+        if let Err(e) = sink::rename_noreplace(&staging, dir) {
+            // Nothing is ever renamed over an existing mailbox.
+            let err = if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::Invalid(format!(
+                    "`{}` appeared during the export: the export is kept in `{}`",
+                    dir.display(),
+                    staging.display()
+                ))
+            } else {
+                let _ = fs::remove_dir_all(&staging);
+                Error::ExportOutput {
+                    action: "cannot rename into place",
+                    path: dir.clone(),
+                    source: e,
+                }
+            };
+            first_error.get_or_insert(err);
+            continue;
+        }
+        if let Some(parent) = dir.parent() {
+            parents.insert(parent.to_path_buf());
+        }
+    }
+    for parent in parents {
+        if let Ok(d) = fs::File::open(&parent) {
+            let _ = d.sync_all();
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Makes what was written on `p`'s filesystem durable (one `syncfs`

@@ -957,3 +957,151 @@ fn a_full_spool_disk_is_named_and_leaves_nothing() {
         "the spool is empty"
     );
 }
+
+/// The mail tools read backups on a target like every other reader:
+/// search, export, merge-eml --from, kmsrecover --message and migrate, on
+/// an encrypted S3 target and an FTPS one.
+#[test]
+fn mail_tools_read_remote_encrypted_targets() {
+    let (Some(s3), Some(ftps)) = (s3_url(&unique("mail")), ftp_url(&unique("mail"), true)) else {
+        return;
+    };
+    for url in [s3, ftps] {
+        let t = TestInstall::sample();
+        let k = key(&t);
+        let install = t.install();
+        let i = install.to_str().unwrap();
+        let o = mv(
+            &["backup", "full", "-q", "--install-dir", i, "--target", &url],
+            Some(&k),
+        );
+        assert!(o.status.success(), "{url}: {}", stderr(&o));
+        // search: a message of Projects by its subject.
+        let projects = install.join("store/mail/example.com/john/Projects/#msgs");
+        let first = std::fs::read_dir(&projects)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .min()
+            .unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(&first).unwrap()).into_owned();
+        let subject = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Subject: "))
+            .unwrap()
+            .trim()
+            .to_string();
+        let o = mv(&["search", "--subject", &subject, "--json", &url], Some(&k));
+        assert!(o.status.success(), "{url}: {}", stderr(&o));
+        let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let name = first.file_name().unwrap().to_str().unwrap().to_string();
+        let path = format!("store/mail/example.com/john/Projects/#msgs/{name}");
+        assert!(hits.to_string().contains(&path), "{url}: {hits}");
+        // kmsrecover --message after the message was deleted live.
+        let content = std::fs::read(&first).unwrap();
+        std::fs::remove_file(&first).unwrap();
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_kmsrecover"));
+        c.args([
+            "--message",
+            &path,
+            "--install-dir",
+            i,
+            "--running-check",
+            "false",
+            "--key",
+        ])
+        .arg(&k)
+        .arg(&url);
+        let o = c.output().unwrap();
+        assert!(
+            o.status.success(),
+            "{url}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let back: Vec<Vec<u8>> = std::fs::read_dir(&projects)
+            .unwrap()
+            .flatten()
+            .map(|e| std::fs::read(e.path()).unwrap())
+            .collect();
+        assert!(back.contains(&content), "{url}: the message is back");
+        // merge-eml --from: a folder beside the live one.
+        let o = mv(
+            &[
+                "merge-eml",
+                "--install-dir",
+                i,
+                "--running-check",
+                "false",
+                "-u",
+                "john@example.com",
+                "-f",
+                "Sent (backup)",
+                "--from",
+                &url,
+                "--source-folder",
+                "Sent Items",
+            ],
+            Some(&k),
+        );
+        assert!(o.status.success(), "{url}: {}", stderr(&o));
+        let n = |d: &str| {
+            std::fs::read_dir(
+                install
+                    .join("store/mail/example.com/john")
+                    .join(d)
+                    .join("#msgs"),
+            )
+            .unwrap()
+            .count()
+        };
+        assert_eq!(n("Sent (backup)"), n("Sent Items"));
+        // export --from, one user as Maildir.
+        let out = t.tmp.path().join("export");
+        let o = mv(
+            &[
+                "export",
+                "--from",
+                &url,
+                "--user",
+                "jane@example.com",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            Some(&k),
+        );
+        assert!(o.status.success(), "{url}: {}", stderr(&o));
+        let cur = std::fs::read_dir(out.join("example.com/jane/cur"))
+            .unwrap()
+            .count();
+        assert_eq!(
+            cur,
+            n_in(&install.join("store/mail/example.com/jane/INBOX/#msgs"))
+        );
+        // migrate --from onto a new directory: verified (exit 3 only for the
+        // sample's disabled user, whom backups leave out).
+        let to = t.tmp.path().join("migrated");
+        let o = mv(
+            &[
+                "migrate",
+                "--from",
+                &url,
+                "--to",
+                to.to_str().unwrap(),
+                "--json",
+            ],
+            Some(&k),
+        );
+        assert_eq!(o.status.code(), Some(3), "{url}: {}", stderr(&o));
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let missing = r["not_migrated"].as_array().unwrap();
+        assert_eq!(missing.len(), 1, "{url}: {r}");
+        assert!(
+            to.join("store/mail/example.com/john/Projects/#msgs")
+                .is_dir()
+        );
+    }
+}
+
+fn n_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).unwrap().count()
+}
