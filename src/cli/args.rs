@@ -150,6 +150,18 @@ pub enum Command {
         #[arg(long)]
         corpus: Option<PathBuf>,
     },
+    /// Write the sample hosting panel (a sandbox "old server" root for disaster recovery), optionally loading its databases
+    #[command(
+        name = "sample-panel",
+        after_help = "Writes etc/ (nginx, PHP-FPM 8.1/8.2, Postfix, Dovecot, PowerDNS, rspamd, ProFTPD, fail2ban,\n\
+nftables, unbound, Let's Encrypt placeholders, cron, passwd/shadow/group/gshadow, network identity),\n\
+var/www web roots, var/vmail maildirs and the SQL seeds under DIR/.sample/ (see docs/dr.md).\n\
+The same bytes on every run. Passwords: PGPASSWORD and MYSQL_PWD, read by psql and mariadb.\n\n\
+Examples:\n  mailvault sample-panel --root /tmp/oldserver\n  \
+PGPASSWORD=secret MYSQL_PWD=secret mailvault sample-panel --root /tmp/oldserver \\\n      \
+--pg-host 127.0.0.1 --pg-port 5432 --pg-user postgres --mariadb-host 127.0.0.1 --mariadb-user root"
+    )]
+    SamplePanel(SamplePanelArgs),
     /// Generate a large realistic install for tests and benchmarks
     #[command(
         name = "sample-store",
@@ -356,6 +368,35 @@ pub struct CryptArgs {
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Machine-readable output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mailvault sample-panel`.
+#[derive(Debug, Args)]
+pub struct SamplePanelArgs {
+    /// The sandbox root to write (new or empty).
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+    /// Load .sample/panel.sql into the PostgreSQL server on this host (with psql; password from PGPASSWORD).
+    #[arg(long, value_name = "HOST")]
+    pub pg_host: Option<String>,
+    /// PostgreSQL port.
+    #[arg(long, default_value_t = 5432, requires = "pg_host")]
+    pub pg_port: u16,
+    /// PostgreSQL superuser (creates the database `panel` and the role `panel`).
+    #[arg(long, default_value = "postgres", requires = "pg_host")]
+    pub pg_user: String,
+    /// Load .sample/mariadb.sql into the MariaDB server on this host (with the mariadb client; password from MYSQL_PWD).
+    #[arg(long, value_name = "HOST")]
+    pub mariadb_host: Option<String>,
+    /// MariaDB port.
+    #[arg(long, default_value_t = 3306, requires = "mariadb_host")]
+    pub mariadb_port: u16,
+    /// MariaDB account with all privileges (creates the customer databases and users).
+    #[arg(long, default_value = "root", requires = "mariadb_host")]
+    pub mariadb_user: String,
+    /// Print the summary as JSON.
     #[arg(long)]
     pub json: bool,
 }

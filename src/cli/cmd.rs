@@ -154,6 +154,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::SamplePanel(a) => sample_panel(&a, quiet),
         Command::SampleStore {
             domains,
             users,
@@ -182,6 +183,81 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `mailvault sample-panel`: the tree, then the databases asked for.
+fn sample_panel(a: &super::args::SamplePanelArgs, quiet: bool) -> anyhow::Result<ExitCode> {
+    use sample::panel;
+    let sum = panel::write_sample_panel(&a.root)?;
+    let mut loaded = Vec::new();
+    if let Some(host) = &a.pg_host {
+        let server = panel::DbServer {
+            host: host.clone(),
+            port: a.pg_port,
+            user: a.pg_user.clone(),
+        };
+        panel::load_postgres(&a.root, &server).with_context(|| {
+            format!(
+                "the tree is written under {}; the databases were not all loaded",
+                a.root.display()
+            )
+        })?;
+        loaded.push(format!("postgresql {host}:{}", a.pg_port));
+    }
+    if let Some(host) = &a.mariadb_host {
+        let server = panel::DbServer {
+            host: host.clone(),
+            port: a.mariadb_port,
+            user: a.mariadb_user.clone(),
+        };
+        panel::load_mariadb(&a.root, &server).with_context(|| {
+            format!(
+                "the tree is written under {}; the databases were not all loaded",
+                a.root.display()
+            )
+        })?;
+        loaded.push(format!("mariadb {host}:{}", a.mariadb_port));
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "root": a.root,
+                "files": sum.files,
+                "links": sum.links,
+                "bytes": sum.bytes,
+                "customers": sum.customers,
+                "domains": sum.domains,
+                "mailboxes": sum.mailboxes,
+                "mariadb_databases": sum.databases,
+                "pdns_sqlite": sum.pdns_sqlite,
+                "loaded": loaded,
+            })
+        );
+    } else if !quiet {
+        println!(
+            "sample panel written to {}: {} files, {} links, {}; {} customers, {} domains, {} mailboxes, {} MariaDB databases",
+            a.root.display(),
+            sum.files,
+            sum.links,
+            ByteSize(sum.bytes),
+            sum.customers,
+            sum.domains,
+            sum.mailboxes,
+            sum.databases
+        );
+        if sum.pdns_sqlite {
+            println!("PowerDNS backend: var/lib/powerdns/pdns.sqlite3 (built with sqlite3)");
+        } else {
+            println!(
+                "PowerDNS backend: sqlite3 is not installed, only .sample/pdns.sql was written (var/lib/powerdns/pdns.sqlite3 missing)"
+            );
+        }
+        for l in &loaded {
+            println!("loaded into {l}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The key of `--key FILE`, or of the file `MAILVAULT_KEY_FILE` names.

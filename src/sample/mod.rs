@@ -7,6 +7,7 @@
 //! than `rand`, because its output must never change between crate versions.
 
 pub mod install;
+pub mod panel;
 pub mod store;
 
 use std::fs;
