@@ -12,6 +12,7 @@ mod export;
 mod hostile;
 mod merge;
 mod migrate;
+mod panel;
 mod recover;
 mod regressions;
 mod reindex;
