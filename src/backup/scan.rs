@@ -68,6 +68,26 @@ impl InstallPaths {
         }
         Some(s)
     }
+
+    /// The install-relative path of a file that is not UTF-8, undecodable
+    /// bytes replaced (what a summary's `not-utf8` line names).
+    fn rel_lossy(&self, path: &Path) -> String {
+        let (base, prefix) = match path.strip_prefix(&self.store) {
+            Ok(r) => (r, "store"),
+            Err(_) => match path.strip_prefix(&self.install) {
+                Ok(r) => (r, ""),
+                Err(_) => return path.to_string_lossy().into_owned(),
+            },
+        };
+        let mut s = prefix.to_string();
+        for c in base.components() {
+            if !s.is_empty() {
+                s.push('/');
+            }
+            s.push_str(&c.as_os_str().to_string_lossy());
+        }
+        s
+    }
 }
 
 /// A file the backup will take.
@@ -315,7 +335,7 @@ fn walk(
         let Some(rel) = paths.rel(path) else {
             out.skipped.push(Skipped {
                 reason: SkipReason::NotUtf8,
-                path: path.to_string_lossy().into_owned(),
+                path: paths.rel_lossy(path),
             });
             out.problems += 1;
             if entry.file_type().is_dir() {

@@ -31,6 +31,7 @@ mod sink;
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -121,6 +122,11 @@ pub struct MailboxPlan {
     pub items: u64,
     /// Their bytes.
     pub bytes: u64,
+    /// What the mailbox holds that cannot be exported (a folder whose name
+    /// is not UTF-8, an item that is a link or FIFO, what the backup
+    /// skipped): reported as not exported.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub not_exportable: Vec<NotExported>,
 }
 
 /// What an export will do: computed by [`plan`], printed by `--dry-run`,
@@ -331,9 +337,22 @@ pub fn plan(store: &mut dyn MailStore, req: &ExportRequest) -> Result<ExportPlan
     }
     let mut mailboxes = Vec::new();
     let (mut existing, mut leftovers) = (Vec::new(), Vec::new());
+    let mut dirs: BTreeMap<PathBuf, String> = BTreeMap::new();
     for ((domain, mailbox), folders) in by_mailbox {
-        let dir = layout::enclosed_path(&req.out, &format!("{domain}/{mailbox}"))
+        // A leading `.` would make the mailbox directory hidden, or the
+        // name of another mailbox's staging area (`.jane.mailvault-export`).
+        let dir_name = match mailbox.strip_prefix('.') {
+            Some(rest) => format!("_{rest}"),
+            None => mailbox.clone(),
+        };
+        let dir = layout::enclosed_path(&req.out, &format!("{domain}/{dir_name}"))
             .map_err(|e| Error::Invalid(format!("mailbox `{mailbox}@{domain}`: {e}")))?;
+        if let Some(other) = dirs.insert(dir.clone(), format!("{mailbox}@{domain}")) {
+            return Err(Error::Invalid(format!(
+                "mailboxes `{other}` and `{mailbox}@{domain}` would both be written to `{}`: export them one at a time (--user) into different --out directories; nothing was written",
+                dir.display()
+            )));
+        }
         if fs::symlink_metadata(&dir).is_ok() {
             existing.push(format!("`{}`", dir.display()));
         }
@@ -341,13 +360,47 @@ pub fn plan(store: &mut dyn MailStore, req: &ExportRequest) -> Result<ExportPlan
         if fs::symlink_metadata(&staging).is_ok() {
             leftovers.push(format!("`{}`", staging.display()));
         }
+        let address = format!("{mailbox}@{domain}");
+        let prefix = format!("store/mail/{domain}/{mailbox}/");
+        let not_exportable: Vec<NotExported> = store
+            .unlisted(&domain, &mailbox)
+            .into_iter()
+            .filter_map(|(path, reason)| {
+                let rest = path.strip_prefix(&prefix)?.to_string();
+                // With --folder, only what lies in the folders selected.
+                let wanted =
+                    req.folder.is_none() || folders.iter().any(|f| layout::within(&rest, &f.path));
+                wanted.then(|| {
+                    let folder = rest.split_once("/#msgs/").map_or(rest.as_str(), |(f, _)| f);
+                    NotExported {
+                        mailbox: address.clone(),
+                        folder: folder
+                            .split('/')
+                            .map(display_name)
+                            .collect::<Vec<_>>()
+                            .join("/"),
+                        path,
+                        reason,
+                    }
+                })
+            })
+            .collect();
         let mut taken = HashSet::new();
         let mut planned = Vec::new();
         for folder in folders {
-            let items = store.items(&folder)?;
+            // A folder whose items cannot be listed (a name the archive
+            // rules refuse) is reported by the run, not a reason to export
+            // nothing.
+            let (items, unlistable) = match store.items(&folder) {
+                Ok(v) => (v, None),
+                Err(e) => (Vec::new(), Some(format!("its items cannot be listed: {e}"))),
+            };
             // Only to say where items go: an unreadable index is reported by the run.
             let index = store.index(&folder).unwrap_or_default();
             let mut p = plan_folder(req.format, folder, &items, &mut taken);
+            if let Some(u) = unlistable {
+                p.note = Some(p.note.map_or_else(|| u.clone(), |n| format!("{n}; {u}")));
+            }
             for i in &items {
                 match index
                     .get(&i.uid)
@@ -361,11 +414,12 @@ pub fn plan(store: &mut dyn MailStore, req: &ExportRequest) -> Result<ExportPlan
             planned.push(p);
         }
         mailboxes.push(MailboxPlan {
-            address: format!("{mailbox}@{domain}"),
+            address,
             dir,
             items: planned.iter().map(|f| f.items).sum(),
             bytes: planned.iter().map(|f| f.bytes).sum(),
             folders: planned,
+            not_exportable,
         });
     }
     let mut refused = Vec::new();
@@ -692,7 +746,12 @@ fn export_mailbox(
             .map_err(|e| (parent.to_path_buf(), e))
             .map_err(output_error("cannot create"))?;
     }
-    fs::create_dir(&staging).map_err(|e| {
+    // Private (0700): the export holds everyone's mail, decrypted when it
+    // comes from an encrypted backup; the admin hands it on (chown -R).
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&staging)
+        .map_err(|e| {
         if e.kind() == io::ErrorKind::AlreadyExists {
             Error::Invalid(format!(
                 "`{}` exists: another export is writing it, or one was interrupted (then remove it)",
@@ -709,6 +768,7 @@ fn export_mailbox(
     let mut report = MailboxReport {
         address: mb.address.clone(),
         dir: mb.dir.clone(),
+        not_exported: mb.not_exportable.clone(),
         ..MailboxReport::default()
     };
     let result = (|| -> Result<()> {
@@ -773,10 +833,19 @@ impl Publisher {
 /// Makes the staged mailboxes durable with one `syncfs` and renames each
 /// into place; the first failure is returned after the others were tried.
 fn publish(dirs: &[PathBuf]) -> Result<()> {
-    let Some(first) = dirs.first() else {
-        return Ok(());
-    };
-    sync_fs(&staging_of(first));
+    // One syncfs per filesystem: a domain directory may be a mount point
+    // (or a link to another disk), and a mailbox renamed into place
+    // before its own filesystem was synced could be incomplete after a
+    // crash.
+    let mut synced = HashSet::new();
+    for dir in dirs {
+        let staging = staging_of(dir);
+        if let Ok(m) = fs::metadata(&staging)
+            && synced.insert(m.dev())
+        {
+            sync_fs(&staging);
+        }
+    }
     let mut first_error = None;
     let mut parents = HashSet::new();
     for dir in dirs {
@@ -902,6 +971,15 @@ impl FolderRun<'_> {
             name: self.plan.name.clone(),
             ..FolderReport::default()
         };
+        let items = match store.items(folder) {
+            Ok(v) => v,
+            Err(e) => {
+                self.problem(report, &folder.rel(), format!("cannot list its items: {e}"));
+                fr.not_exported += self.plan.items.max(1);
+                progress.inc(self.plan.items, self.plan.bytes);
+                return Ok(fr);
+            }
+        };
         let index: BTreeMap<u32, IndexLine> = match store.index(folder) {
             Ok(i) => i,
             Err(e) => {
@@ -912,15 +990,6 @@ impl FolderRun<'_> {
                 );
                 fr.not_exported += 1;
                 BTreeMap::new()
-            }
-        };
-        let items = match store.items(folder) {
-            Ok(v) => v,
-            Err(e) => {
-                self.problem(report, &folder.rel(), format!("cannot list its items: {e}"));
-                fr.not_exported += self.plan.items;
-                progress.inc(self.plan.items, self.plan.bytes);
-                return Ok(fr);
             }
         };
         let mut sink: Option<Sink> = None;
@@ -1038,6 +1107,17 @@ impl FolderRun<'_> {
                         Ok(()) => {}
                         Err(AddError::Item(reason)) => {
                             self.problem(report, &item.rel, format!("not exported: {reason}"));
+                            fr.not_exported += 1;
+                        }
+                        Err(AddError::Output(e)) if is_name_problem(&e) => {
+                            // Another folder's output holds the name (a
+                            // folder `Cal` beside `Cal.ics/x`): this folder's
+                            // file is left out, not the whole export.
+                            self.problem(
+                                report,
+                                &item.rel,
+                                format!("cannot write `{}`: {e}", file.path().display()),
+                            );
                             fr.not_exported += 1;
                         }
                         Err(AddError::Output(e)) => {

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use mailvault_formats::layout::{self, MailboxPath};
 use mailvault_formats::store::index_fld::{self, IndexLine};
 use mailvault_formats::store::status_fld::StatusFld;
+use mailvault_formats::summary::SkipReason;
 use mailvault_formats::{Mtime, limits};
 use mailvault_repo::chain::{ChainReader, EntryError, RestoreChain, StateFile};
 use serde::Serialize;
@@ -177,6 +178,15 @@ pub trait MailStore {
         };
         let (lines, _) = index_fld::parse_index(&String::from_utf8_lossy(&bytes));
         Ok(lines.into_iter().map(|l| (l.uid, l)).collect())
+    }
+
+    /// What a mailbox (`store/mail/<domain>/<mailbox>`) holds that this
+    /// store cannot give as folders and items, as (install-relative path,
+    /// why): names that are not UTF-8 or not portable, links, FIFOs and
+    /// devices where folders and items are, and (for a backup) what the
+    /// backup skipped there. Callers that promise "everything" report these.
+    fn unlisted(&self, _domain: &str, _mailbox: &str) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     /// The folder's `status.fld`, if it has one.
@@ -349,6 +359,51 @@ impl MailStore for LiveStore {
         Ok(Some(v))
     }
 
+    fn unlisted(&self, domain: &str, mailbox: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let rel = format!("store/mail/{domain}/{mailbox}");
+        let Ok(root) = self.path_of(&rel) else {
+            return out;
+        };
+        // (directory, its install-relative path, whether it is a `#msgs`).
+        let mut stack = vec![(root, rel, false)];
+        while let Some((dir, rel, msgs)) = stack.pop() {
+            let Ok(rd) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let shown = format!("{rel}/{}", name.to_string_lossy());
+                let Ok(ft) = e.file_type() else { continue };
+                let Some(n) = name.to_str() else {
+                    // Such a name is never an item's: only folders count.
+                    if !msgs && ft.is_dir() {
+                        out.push((shown, "its name is not UTF-8".to_string()));
+                    }
+                    continue;
+                };
+                if msgs {
+                    if index_fld::uid_of_file_name(n).is_some() && !ft.is_file() {
+                        out.push((
+                            shown,
+                            "not a regular file (a link, FIFO or device): not read".into(),
+                        ));
+                    }
+                } else if ft.is_symlink() {
+                    if e.path().is_dir() {
+                        out.push((shown, "a symbolic link to a directory: not followed".into()));
+                    }
+                } else if ft.is_dir() && (n == "#msgs" || !n.starts_with('#')) {
+                    // Names the archive rules refuse are listed as folders
+                    // and reported when their items cannot be listed.
+                    stack.push((e.path(), shown, n == "#msgs"));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     fn copy_item(&mut self, item: &ItemRef, out: &mut dyn Write) -> Result<u64> {
         let path = self.path_of(&item.rel)?;
         let mut f = fs::File::open(&path).map_err(Error::io("cannot read", &path))?;
@@ -459,6 +514,47 @@ impl MailStore for ChainStore<'_> {
 
     fn copy_item(&mut self, item: &ItemRef, out: &mut dyn Write) -> Result<u64> {
         self.copy_rel(&item.rel, out)
+    }
+
+    fn unlisted(&self, domain: &str, mailbox: &str) -> Vec<(String, String)> {
+        // Service files of mailboxes and folders: not mail an export writes.
+        const NOT_MAIL: [&str; 11] = [
+            "settings.usr",
+            "stats.usr",
+            "filter.siv",
+            "sub.fld",
+            "folder.map",
+            "status.fld",
+            "search.fld",
+            "properties.fld",
+            "deleted.fld",
+            "sort.fld",
+            "#assoc",
+        ];
+        let prefix = format!("store/mail/{domain}/{mailbox}/");
+        let mut out: Vec<(String, String)> = self
+            .chain
+            .skipped()
+            .into_iter()
+            .filter(|k| !matches!(k.reason, SkipReason::Vanished | SkipReason::DisabledUser))
+            .filter_map(|k| {
+                let rest = k.path.strip_prefix(&prefix)?;
+                let mail = match rest.split_once("#msgs/") {
+                    Some((_, name)) => index_fld::uid_of_file_name(name).is_some(),
+                    None => !rest
+                        .split('/')
+                        .any(|c| NOT_MAIL.contains(&c) || (c.starts_with('#') && c != "#msgs")),
+                };
+                mail.then(|| {
+                    (
+                        k.path.clone(),
+                        format!("the backup skipped it ({})", k.reason.as_str()),
+                    )
+                })
+            })
+            .collect();
+        out.sort();
+        out
     }
 }
 

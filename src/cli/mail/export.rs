@@ -45,7 +45,8 @@ Exit codes:
   0  everything selected was exported
   1  error (nothing left half-written under a final name)
   2  usage error
-  3  exported, but some items were not (listed, with why)"
+  3  exported, but some items were not (listed, with why)
+  4  --from a backup directory or target in use by a backup or rotation"
 )]
 pub struct ExportArgs {
     /// Where to write: one directory per mailbox, <out>/<domain>/<user>.
@@ -186,7 +187,13 @@ pub fn run(a: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
             if !report.not_exported.is_empty() {
                 eprintln!("{} item(s) not exported:", report.not_exported.len());
                 for n in &report.not_exported {
-                    eprintln!("  {} ({} / {}): {}", n.path, n.mailbox, n.folder, n.reason);
+                    eprintln!(
+                        "  {} ({} / {}): {}",
+                        safe(&n.path),
+                        safe(&n.mailbox),
+                        safe(&n.folder),
+                        safe(&n.reason)
+                    );
                 }
             }
             Ok(if report.complete() && !older {
@@ -230,6 +237,15 @@ enum Outcome {
     Done(ExportReport),
 }
 
+/// Text from the store (folder names decoded from modified UTF-7 can hold
+/// any character) made safe for a terminal: control characters, such as
+/// the escape sequences of a hostile folder name, shown as `?`.
+fn safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn format_name(f: ExportFormat) -> &'static str {
     match f {
         ExportFormat::Maildir => "Maildir++",
@@ -251,8 +267,8 @@ fn print_plan(plan: &ExportPlan) {
     for m in &plan.mailboxes {
         println!(
             "  {} -> {} ({} folders, {} items, {})",
-            m.address,
-            m.dir.display(),
+            safe(&m.address),
+            safe(&m.dir.display().to_string()),
             m.folders.len(),
             m.items,
             ByteSize(m.bytes)
@@ -282,7 +298,19 @@ fn print_plan(plan: &ExportPlan) {
                 .note
                 .as_ref()
                 .map_or_else(String::new, |n| format!("  [{n}]"));
-            println!("    {} -> {}{note}", f.name, to.join(", "));
+            println!(
+                "    {} -> {}{}",
+                safe(&f.name),
+                safe(&to.join(", ")),
+                safe(&note)
+            );
+        }
+        for n in &m.not_exportable {
+            println!(
+                "    cannot be exported: {}: {}",
+                safe(&n.path),
+                safe(&n.reason)
+            );
         }
     }
 }
@@ -301,7 +329,7 @@ fn print_report(r: &ExportReport, out: &Path) {
     for m in &r.mailboxes {
         println!(
             "  {}: {} folders, {} messages ({}){}",
-            m.address,
+            safe(&m.address),
             m.folders,
             m.messages,
             ByteSize(m.bytes),
@@ -315,7 +343,10 @@ fn print_report(r: &ExportReport, out: &Path) {
     for s in &r.skipped {
         println!(
             "  skipped {} item(s) of {} / {}: {}",
-            s.items, s.mailbox, s.folder, s.reason
+            s.items,
+            safe(&s.mailbox),
+            safe(&s.folder),
+            s.reason
         );
     }
 }
