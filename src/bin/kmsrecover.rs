@@ -559,6 +559,8 @@ fn give_back(a: &Args) -> anyhow::Result<ExitCode> {
         }
     }
     let failed: usize = reports.iter().map(giveback::GiveBackReport::failed).sum();
+    // From a target: what the messages cost in transfer (as a restore says).
+    let fetched = mailvault_repo::storage::remote::bytes_fetched();
     if a.json {
         println!(
             "{}",
@@ -567,10 +569,18 @@ fn give_back(a: &Args) -> anyhow::Result<ExitCode> {
                 "dry_run": a.dry_run,
                 "passed_over": chain.passed,
                 "folders": reports,
+                "fetched_bytes": fetched,
             }))?
         );
     } else {
         print_given(&chain.names(), &reports, a.dry_run, a.quiet);
+        if !a.quiet && fetched > 0 {
+            println!(
+                "  fetched:   {} from {}",
+                ByteSize(fetched),
+                src.repo.storage().describe("")
+            );
+        }
     }
     for p in &passed_damaged {
         eprintln!(

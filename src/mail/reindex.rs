@@ -55,6 +55,9 @@ pub struct FolderCheck {
     /// Temporaries in `#msgs` of an interrupted merge or give-back (never
     /// items; a rebuild, holding the install's lock, removes them).
     pub leftover_temporaries: Vec<String>,
+    /// Temporaries beside `index.fld` / `status.fld` of a run killed while
+    /// replacing them (a rebuild removes them too).
+    pub leftover_folder_temporaries: Vec<String>,
     /// The folder could not be checked (an unreadable or oversized file):
     /// why. Only `--check` goes on to the next folder after this.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -75,6 +78,7 @@ impl FolderCheck {
             || self.status_behind
             || self.no_number_left
             || !self.leftover_temporaries.is_empty()
+            || !self.leftover_folder_temporaries.is_empty()
             || self.unreadable.is_some()
     }
 }
@@ -121,6 +125,14 @@ fn scan(store: &LiveStore, folder: &FolderRef) -> Result<Scanned> {
     }
     check.bad_names.sort();
     check.leftover_temporaries.sort();
+    for e in fs::read_dir(&dir).map_err(Error::io("cannot list", &dir))? {
+        let e = e.map_err(Error::io("cannot list", &dir))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with(TMP_PREFIX) && e.file_type().is_ok_and(|t| t.is_file()) {
+            check.leftover_folder_temporaries.push(name);
+        }
+    }
+    check.leftover_folder_temporaries.sort();
     check.items = items.len();
     let index_path = dir.join("index.fld");
     let mut records = BTreeMap::new();
@@ -242,8 +254,12 @@ pub fn rebuild_folder(store: &LiveStore, folder: &FolderRef) -> Result<FolderChe
         || !c.duplicate_records.is_empty()
         || !c.bad_lines.is_empty();
     let dir = store.path_of(&folder.rel())?;
-    for name in &c.leftover_temporaries {
-        let p = dir.join("#msgs").join(name);
+    let leftovers = c
+        .leftover_temporaries
+        .iter()
+        .map(|n| dir.join("#msgs").join(n))
+        .chain(c.leftover_folder_temporaries.iter().map(|n| dir.join(n)));
+    for p in leftovers {
         match fs::remove_file(&p) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

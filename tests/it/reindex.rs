@@ -219,3 +219,28 @@ fn an_item_numbered_ffffffff_is_reported_as_leaving_no_number() {
     assert_eq!(o.status.code(), Some(3), "{}", stdout(&o));
     assert!(stdout(&o).contains("no number is left"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_temporary_left_beside_index_fld_is_reported_and_removed_by_a_rebuild() {
+    let t = TestInstall::sample();
+    let install = t.install();
+    let inbox = install.join("store/mail/example.com/jane/INBOX");
+    // A run killed between writing the new index.fld and renaming it.
+    fs::write(inbox.join(".mailvault-tmp-index.fld"), "U00000001 half").unwrap();
+    let args = [
+        "--install-dir",
+        install.to_str().unwrap(),
+        "-u",
+        "jane@example.com",
+    ];
+    let o = run(&[&["reindex", "--check"][..], &args].concat());
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        stdout(&o).contains(".mailvault-tmp-index.fld"),
+        "{}",
+        stdout(&o)
+    );
+    ok(&[&["reindex", "--running-check", "false"][..], &args].concat());
+    assert!(!inbox.join(".mailvault-tmp-index.fld").exists());
+    ok(&[&["reindex", "--check"][..], &args].concat());
+}

@@ -1008,6 +1008,7 @@ fn mail_tools_read_remote_encrypted_targets() {
             i,
             "--running-check",
             "false",
+            "--json",
             "--key",
         ])
         .arg(&k)
@@ -1018,6 +1019,8 @@ fn mail_tools_read_remote_encrypted_targets() {
             "{url}: {}",
             String::from_utf8_lossy(&o.stderr)
         );
+        let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert!(r["fetched_bytes"].as_u64().unwrap() > 0, "{url}: {r}");
         let back: Vec<Vec<u8>> = std::fs::read_dir(&projects)
             .unwrap()
             .flatten()

@@ -231,4 +231,9 @@ fn print_check(c: &FolderCheck) {
             c.leftover_temporaries.len()
         );
     }
+    for n in &c.leftover_folder_temporaries {
+        println!(
+            "  {n}: left by a run killed while replacing index.fld or status.fld (a rebuild removes it)"
+        );
+    }
 }
