@@ -7,6 +7,7 @@
 //! and migrate's verification read through this, so a live install and a
 //! backup are treated the same.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
@@ -416,17 +417,25 @@ impl MailStore for LiveStore {
 pub struct ChainStore<'a> {
     chain: &'a RestoreChain,
     reader: ChainReader<'a>,
-    files: BTreeMap<String, StateFile>,
-    folders: BTreeMap<FolderRef, Vec<ItemRef>>,
+    index: Cow<'a, ChainIndex>,
     buf: Vec<u8>,
 }
 
-impl<'a> ChainStore<'a> {
-    /// The chain's state, indexed by folder.
+/// A chain's state indexed by path and by folder: built once, shared by
+/// the readers of several threads (each [`ChainStore`] holds its own open
+/// volumes, not its own copy of the catalog).
+#[derive(Clone)]
+pub struct ChainIndex {
+    files: BTreeMap<String, StateFile>,
+    folders: BTreeMap<FolderRef, Vec<ItemRef>>,
+}
+
+impl ChainIndex {
+    /// The chain's state, indexed.
     ///
     /// # Errors
     /// The chain's catalogs disagree (see `RestoreChain::state`).
-    pub fn new(chain: &'a RestoreChain) -> Result<Self> {
+    pub fn new(chain: &RestoreChain) -> Result<Self> {
         let (state, _unrestorable) = chain.state()?;
         let mut files = BTreeMap::new();
         let mut folders: BTreeMap<FolderRef, Vec<ItemRef>> = BTreeMap::new();
@@ -450,17 +459,37 @@ impl<'a> ChainStore<'a> {
         for items in folders.values_mut() {
             items.sort_by_key(|i| i.uid);
         }
-        Ok(Self {
+        Ok(Self { files, folders })
+    }
+}
+
+impl<'a> ChainStore<'a> {
+    /// The chain's state, indexed by folder.
+    ///
+    /// # Errors
+    /// The chain's catalogs disagree (see `RestoreChain::state`).
+    pub fn new(chain: &'a RestoreChain) -> Result<Self> {
+        Ok(Self::from_index(chain, Cow::Owned(ChainIndex::new(chain)?)))
+    }
+
+    /// A reader of `chain` over an index built once for several readers.
+    #[must_use]
+    pub fn with_index(chain: &'a RestoreChain, index: &'a ChainIndex) -> Self {
+        Self::from_index(chain, Cow::Borrowed(index))
+    }
+
+    fn from_index(chain: &'a RestoreChain, index: Cow<'a, ChainIndex>) -> Self {
+        Self {
             chain,
             reader: chain.reader(),
-            files,
-            folders,
+            index,
             buf: vec![0; 256 << 10],
-        })
+        }
     }
 
     fn copy_rel(&mut self, rel: &str, out: &mut dyn Write) -> Result<u64> {
         let f = self
+            .index
             .files
             .get(rel)
             .ok_or_else(|| Error::Invalid(format!("`{rel}` is not in {}", self.describe())))?;
@@ -484,11 +513,11 @@ impl MailStore for ChainStore<'_> {
     }
 
     fn folders(&self) -> Result<Vec<FolderRef>> {
-        Ok(self.folders.keys().cloned().collect())
+        Ok(self.index.folders.keys().cloned().collect())
     }
 
     fn items(&self, folder: &FolderRef) -> Result<Vec<ItemRef>> {
-        Ok(self.folders.get(folder).cloned().unwrap_or_default())
+        Ok(self.index.folders.get(folder).cloned().unwrap_or_default())
     }
 
     fn read_folder_file(
@@ -498,7 +527,7 @@ impl MailStore for ChainStore<'_> {
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
         let rel = format!("{}/{name}", folder.rel());
-        let Some(f) = self.files.get(&rel) else {
+        let Some(f) = self.index.files.get(&rel) else {
             return Ok(None);
         };
         if f.entry.size > limit {

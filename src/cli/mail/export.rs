@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use mailvault::mail::export::{self, ExportFormat, ExportPlan, ExportReport, ExportRequest};
-use mailvault::mail::store::{ChainStore, LiveStore, MailStore};
+use mailvault::mail::store::{ChainIndex, ChainStore, LiveStore, MailStore};
 use mailvault_formats::ByteSize;
 use mailvault_repo::chain;
 use mailvault_repo::storage::LockMode;
@@ -119,14 +119,16 @@ pub fn run(a: ExportArgs, quiet: bool) -> anyhow::Result<ExitCode> {
                 format!("backup {} passed over: {}", p.stem, p.reason),
             ));
         }
-        let mut first = ChainStore::new(&chain)?;
+        // One index of the chain for the plan and every worker.
+        let index = ChainIndex::new(&chain)?;
+        let mut first = ChainStore::with_index(&chain, &index);
         let plan = export::plan(&mut first, &req)?;
         drop(first);
         if a.dry_run {
             Outcome::Planned(plan)
         } else {
             let stores = || -> mailvault::Result<Box<dyn MailStore + '_>> {
-                Ok(Box::new(ChainStore::new(&chain)?))
+                Ok(Box::new(ChainStore::with_index(&chain, &index)))
             };
             Outcome::Done(export::execute(&stores, &plan, threads, &drawer)?)
         }
