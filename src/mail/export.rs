@@ -1104,7 +1104,21 @@ impl FolderRun<'_> {
                         continue;
                     };
                     match file.add(&content) {
-                        Ok(()) => {}
+                        Ok(dropped) if dropped.is_empty() => {}
+                        Ok(dropped) => {
+                            // The item is in the file, its attachments are not.
+                            self.problem(
+                                report,
+                                &item.rel,
+                                format!(
+                                    "exported without {}: a .{} file holds no attachments",
+                                    dropped.join(", "),
+                                    file.path().extension().map_or_else(String::new, |e| e
+                                        .to_string_lossy()
+                                        .into_owned())
+                                ),
+                            );
+                        }
                         Err(AddError::Item(reason)) => {
                             self.problem(report, &item.rel, format!("not exported: {reason}"));
                             fr.not_exported += 1;

@@ -1119,3 +1119,50 @@ fn dovecot_serves_the_maildir_export() {
     }
     let _ = std::fs::remove_dir_all(&maildir);
 }
+
+#[test]
+fn a_calendar_items_attachments_are_named_as_left_out() {
+    let t = TestInstall::sample();
+    let cal = t.path("store/mail/example.com/john/Calendar");
+    let item = "From: pm@example.com\r\nSubject: Kick-off\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text/calendar; method=REQUEST\r\n\r\n\
+BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//t//EN\r\nBEGIN:VEVENT\r\nUID:kickoff@example.com\r\n\
+DTSTART:20261201T090000Z\r\nSUMMARY:Kick-off\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n--B\r\n\
+Content-Type: application/pdf; name=\"agenda.pdf\"\r\nContent-Disposition: attachment; filename=\"agenda.pdf\"\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--B--\r\n";
+    std::fs::write(cal.join("#msgs/00000003.eml"), item).unwrap();
+    let mut index = std::fs::read_to_string(cal.join("index.fld")).unwrap();
+    index.push_str(&format!(
+        "U00000003 F00000000 S{} D6ae8d450 M6ae8d450 I0001 CIPM.Appointment\n",
+        item.len()
+    ));
+    std::fs::write(cal.join("index.fld"), index).unwrap();
+    let out = t.tmp.path().join("out");
+    let o = export(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--user",
+        "john@example.com",
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let missing = v["not_exported"].as_array().unwrap();
+    assert_eq!(missing.len(), 1, "{v}");
+    assert!(
+        missing[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("agenda.pdf"),
+        "{v}"
+    );
+    let ics = std::fs::read_to_string(out.join("example.com/john/Calendar.ics")).unwrap();
+    assert!(ics.contains("UID:kickoff@example.com"), "{ics}");
+}

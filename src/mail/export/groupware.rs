@@ -73,22 +73,38 @@ fn starts_with_ci(line: &[u8], prefix: &[u8]) -> bool {
 
 /// The iCalendar or vCard text of an item: the item itself when it starts
 /// with it, else the first MIME part of a matching content type.
-pub(super) fn payload(content: &[u8], kind: GroupwareKind) -> Option<Cow<'_, [u8]>> {
+pub(super) fn payload(content: &[u8], kind: GroupwareKind) -> Option<(Cow<'_, [u8]>, Vec<String>)> {
     let start = content
         .strip_prefix(b"\xef\xbb\xbf")
         .unwrap_or(content)
         .trim_ascii_start();
     if starts_with_ci(start, kind.marker()) {
-        return Some(Cow::Borrowed(start));
+        return Some((Cow::Borrowed(start), Vec::new()));
     }
     let msg = MessageParser::default().parse(content)?;
-    msg.parts
-        .iter()
-        .find(|p| {
-            p.content_type()
-                .is_some_and(|ct| kind.is_mime_type(ct.ctype(), ct.subtype().unwrap_or("")))
+    let chosen = msg.parts.iter().find(|p| {
+        p.content_type()
+            .is_some_and(|ct| kind.is_mime_type(ct.ctype(), ct.subtype().unwrap_or("")))
+    })?;
+    // Attachments of the item (a meeting's agenda, a contact's photo sent
+    // along) have no place in an .ics or .vcf: named, so the export says
+    // what it left out.
+    let dropped = msg
+        .attachments()
+        .filter(|a| !std::ptr::eq(*a, chosen))
+        .map(|a| {
+            a.attachment_name().map_or_else(
+                || {
+                    a.content_type().map_or_else(
+                        || "an attachment".to_string(),
+                        |ct| format!("a {}/{} part", ct.ctype(), ct.subtype().unwrap_or("")),
+                    )
+                },
+                |n| format!("`{}`", n.escape_debug()),
+            )
         })
-        .map(|p| Cow::Owned(p.contents().to_vec()))
+        .collect();
+    Some((Cow::Owned(chosen.contents().to_vec()), dropped))
 }
 
 /// A component of an iCalendar object: its name and its lines.
@@ -275,10 +291,11 @@ impl GroupwareFile {
             .ok_or_else(|| io::Error::other("not open"))
     }
 
-    /// Adds one item's content.
-    pub(super) fn add(&mut self, content: &[u8]) -> Result<(), AddError> {
+    /// Adds one item's content; returns the attachments it had that the
+    /// file cannot hold (left out).
+    pub(super) fn add(&mut self, content: &[u8]) -> Result<Vec<String>, AddError> {
         let kind = self.kind;
-        let text = payload(content, kind).ok_or_else(|| {
+        let (text, dropped) = payload(content, kind).ok_or_else(|| {
             AddError::Item(format!(
                 "it holds no {} data (neither as the item nor as a MIME part)",
                 kind.what()
@@ -318,7 +335,7 @@ impl GroupwareFile {
             .map_err(AddError::Output)?;
         self.tzids.extend(new_tzids.into_iter().map(<[u8]>::to_vec));
         self.items += 1;
-        Ok(())
+        Ok(dropped)
     }
 
     /// Ends the file (nothing is written when no item was added).
