@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the bundled sample install: a full backup, a change, a
 # differential backup, the chain listed and verified, and a targeted restore
-# of one folder (John's INBOX) from the chain with kmsrecover; then an
+# of one folder (John's INBOX) from the chain with kmsrecover; one deleted
+# message found with `mailvault search` and given back alone; then an
 # encrypted full to a second directory standing in for an off-site target.
 # Works on a scratch copy under
 # $DEMO_DIR (default: a new temporary directory); samples/ is never modified.
@@ -44,6 +45,16 @@ rm -rf "$inbox"
 "$kms" --install-dir "$install" -d example.com -u john -f INBOX "$backups"
 ls "$inbox/#msgs" | wc -l | xargs echo "messages back in John's INBOX:"
 test -f "$inbox/#msgs/00000100.eml" && echo "the message that arrived after the full is back too"
+
+echo "==> Jane deleted a message before the differential: find it in the backups, give just that one back"
+subject=$(grep -m1 '^Subject: ' "samples/install/store/mail/example.com/jane/INBOX/#msgs/00000001.eml" | cut -c10- | tr -d '\r' | cut -c1-24)
+"$mv" search "$backups" --user jane@example.com --subject "$subject"
+# The newest state (full + differential) no longer holds it: the full does.
+"$kms" --install-dir "$install" --message 'store/mail/example.com/jane/INBOX/#msgs/00000001.eml' "$(ls "$backups"/F*.zip | head -n 1)"
+# The message was deleted above by hand, not by the server: its index.fld
+# record is stale, which reindex finds (exit 5) and a rebuild removes.
+"$mv" reindex --check --install-dir "$install" -u jane@example.com || true
+"$mv" reindex --install-dir "$install" -u jane@example.com
 
 echo "==> off-site and encrypted: the same chain to a second directory (S3 and FTP work the same way: docs/targets.md)"
 offsite=$work/offsite
