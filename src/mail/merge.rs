@@ -28,7 +28,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::mail::folder::{InstallLock, LiveFolder};
 use crate::mail::giveback::{GiveBackReport, Outcome as GivenOutcome};
-use crate::mail::store::{FolderRef, LiveStore, MailStore};
+use crate::mail::store::{FolderRef, ItemRef, LiveStore, MailStore};
 
 /// What to merge into, and how.
 #[derive(Debug, Clone)]
@@ -204,6 +204,39 @@ pub enum ItemTime {
     DateOr(Option<i64>),
 }
 
+/// The Message-ID of a live item, read from its header block (the whole
+/// item only when the headers go on past [`limits::MAX_HEADER_BYTES`]).
+fn existing_message_id(store: &mut LiveStore, item: &ItemRef) -> Result<Option<String>> {
+    let path = store.path_of(&item.rel)?;
+    let mut head = Vec::new();
+    fs::File::open(&path)
+        .and_then(|f| {
+            f.take(limits::MAX_HEADER_BYTES as u64)
+                .read_to_end(&mut head)
+        })
+        .map_err(Error::io("cannot read", &path))?;
+    let whole;
+    let bytes = if header_end(&head).is_some() || (head.len() as u64) == item.size {
+        &head
+    } else {
+        whole = store.read_item(item)?;
+        &whole
+    };
+    Ok(message_id_of(bytes))
+}
+
+/// A message's Message-ID as the duplicate key holds it (no angle brackets).
+fn message_id_of(content: &[u8]) -> Option<String> {
+    MessageParser::default()
+        .parse_headers(content)
+        .and_then(|m| m.message_id().and_then(normalize_id))
+}
+
+fn normalize_id(id: &str) -> Option<String> {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    (!id.is_empty()).then(|| id.to_string())
+}
+
 /// Offset of the blank line that ends the header block, if any.
 fn header_end(content: &[u8]) -> Option<usize> {
     let mut i = 0;
@@ -324,6 +357,7 @@ pub struct Merger {
     folder: LiveFolder,
     _lock: Option<InstallLock>,
     known: HashMap<Key, String>,
+    existing: HashMap<Option<String>, Vec<ItemRef>>,
     report: MergeReport,
     added: Vec<usize>,
 }
@@ -346,17 +380,19 @@ impl Merger {
         } else {
             0
         };
-        let mut known = HashMap::new();
+        // The folder's items by Message-ID, from their headers only; an
+        // item is read whole (and hashed) only when a new message has its
+        // Message-ID, so merging a few files into a large folder does not
+        // read the whole folder.
+        let mut existing: HashMap<Option<String>, Vec<ItemRef>> = HashMap::new();
         if !req.allow_duplicates {
             let mut store = LiveStore::new(&req.store_dir);
             for item in store.items(&req.folder)? {
-                let content = store.read_item(&item)?;
-                let id = check_message(&content).ok().and_then(|c| c.message_id);
-                known
-                    .entry(key_of(id, &content))
-                    .or_insert_with(|| format!("{:08x}.eml", item.uid));
+                let id = existing_message_id(&mut store, &item)?;
+                existing.entry(id).or_default().push(item);
             }
         }
+        let known = HashMap::new();
         let report = MergeReport {
             folder: req.folder.rel(),
             dry_run: req.dry_run,
@@ -369,9 +405,25 @@ impl Merger {
             folder,
             _lock: lock,
             known,
+            existing,
             report,
             added: Vec::new(),
         })
+    }
+
+    /// Reads and hashes the folder's items with this Message-ID (once).
+    fn hash_existing(&mut self, id: &Option<String>) -> Result<()> {
+        let Some(items) = self.existing.remove(id) else {
+            return Ok(());
+        };
+        let mut store = LiveStore::new(&self.req.store_dir);
+        for item in items {
+            let content = store.read_item(&item)?;
+            self.known
+                .entry(key_of(id.clone(), &content))
+                .or_insert_with(|| format!("{:08x}.eml", item.uid));
+        }
+        Ok(())
     }
 
     /// The report so far.
@@ -409,6 +461,7 @@ impl Merger {
         };
         let key = key_of(checked.message_id.clone(), content);
         if !self.req.allow_duplicates {
+            self.hash_existing(&checked.message_id)?;
             if let Some(of) = self.known.get(&key) {
                 self.report.duplicates += 1;
                 self.report.items.push(Outcome {
