@@ -43,7 +43,7 @@ fn main() -> ExitCode {
                 ExitCode::from(EXIT_LOCKED)
             } else if running(&err) {
                 ExitCode::from(EXIT_RUNNING)
-            } else if err.downcast_ref::<cli::cmd::UsageError>().is_some()
+            } else if err.downcast_ref::<cli::UsageError>().is_some()
                 || err
                     .downcast_ref::<mailvault_recover::Error>()
                     .is_some_and(mailvault_recover::Error::is_usage)

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailvault_formats::ByteSize;
 
+pub use super::KeyArg;
+
 const EXIT_CODES: &str = "\
 Exit codes:
   0  success
@@ -258,19 +260,6 @@ pub struct BackupArgs {
     /// Machine-readable output.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The encryption key option.
-#[derive(Debug, Args, Clone, Default)]
-pub struct KeyArg {
-    /// Key file for encrypted backups (made by `mailvault key generate`; default: the file named by MAILVAULT_KEY_FILE).
-    #[arg(
-        long,
-        value_name = "FILE",
-        env = "MAILVAULT_KEY_FILE",
-        hide_env_values = true
-    )]
-    pub key: Option<PathBuf>,
 }
 
 /// Rotation options.

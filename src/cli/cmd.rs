@@ -13,24 +13,13 @@ use mailvault_repo::storage::{LockMode, Storage};
 use mailvault_repo::target::{OpenOptions, Target, open_location};
 use mailvault_repo::{Repository, check};
 
+use super::UsageError;
 use super::args::{
     BackupArgs, Cli, Command, CompressionArg, CryptArgs, KeyArg, KeyCommand, Kind, RotationArgs,
     ScheduleCommand,
 };
 use super::printer;
 use super::progress::Drawer;
-
-/// A command line that cannot work (exit code 2, like clap's own errors).
-#[derive(Debug)]
-pub struct UsageError(pub String);
-
-impl std::fmt::Display for UsageError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for UsageError {}
 
 /// Exit code: some items were skipped for a problem.
 pub const EXIT_PARTIAL: u8 = 3;

@@ -19,7 +19,7 @@ use mailvault_formats::store::status_fld::StatusFld;
 use mailvault_formats::{Mtime, limits};
 
 use crate::error::{Error, Result};
-use crate::mail::store::{FolderRef, LiveStore};
+use crate::mail::store::{FolderRef, LiveStore, open_regular};
 
 /// Names of this module's temporaries (never an 8-hex item name).
 pub const TMP_PREFIX: &str = ".mailvault-tmp-";
@@ -420,21 +420,6 @@ impl Drop for LiveFolder {
             let _ = fs::remove_file(tmp);
         }
     }
-}
-
-/// Opens a folder file for reading; a FIFO or device there is an error
-/// (opening a FIFO would wait for a writer forever, holding the lock).
-///
-/// # Errors
-/// Not found, not a regular file, or I/O.
-pub fn open_regular(p: &Path) -> std::io::Result<fs::File> {
-    if !fs::metadata(p)?.is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            "not a regular file",
-        ));
-    }
-    fs::File::open(p)
 }
 
 /// Replaces a small file by writing a temporary beside it and renaming.

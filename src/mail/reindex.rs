@@ -20,8 +20,8 @@ use mailvault_formats::{Mtime, limits};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::mail::folder::{TMP_PREFIX, open_regular, replace_file};
-use crate::mail::store::{FolderRef, LiveStore};
+use crate::mail::folder::{TMP_PREFIX, replace_file};
+use crate::mail::store::{FolderRef, LiveStore, open_regular};
 
 /// What a folder's `index.fld` and `status.fld` say against its `#msgs`.
 #[derive(Debug, Clone, Default, Serialize)]

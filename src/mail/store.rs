@@ -206,6 +206,21 @@ pub trait MailStore {
     }
 }
 
+/// Opens a folder file for reading; a FIFO or device there is an error
+/// (opening a FIFO would wait for a writer forever, holding the lock).
+///
+/// # Errors
+/// Not found, not a regular file, or I/O.
+pub fn open_regular(p: &Path) -> std::io::Result<fs::File> {
+    if !fs::metadata(p)?.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not a regular file",
+        ));
+    }
+    fs::File::open(p)
+}
+
 /// The live store of an install (`<install>/store`).
 pub struct LiveStore {
     store_dir: PathBuf,
@@ -342,7 +357,7 @@ impl MailStore for LiveStore {
         limit: u64,
     ) -> Result<Option<Vec<u8>>> {
         let path = self.path_of(&format!("{}/{name}", folder.rel()))?;
-        let f = match crate::mail::folder::open_regular(&path) {
+        let f = match open_regular(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("cannot read", &path)(e)),

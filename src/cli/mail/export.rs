@@ -13,7 +13,7 @@ use mailvault_repo::chain;
 use mailvault_repo::storage::LockMode;
 
 use super::{EXIT_PARTIAL, FromArgs, SelectArgs};
-use crate::cli::cmd::UsageError;
+use crate::cli::UsageError;
 use crate::cli::progress::Drawer;
 
 /// Output format.

@@ -13,7 +13,7 @@ use mailvault_repo::chain;
 use mailvault_repo::storage::LockMode;
 
 use super::{EXIT_PARTIAL, FromArgs, ServerArgs};
-use crate::cli::cmd::UsageError;
+use crate::cli::UsageError;
 use crate::cli::printer;
 
 const AFTER_HELP: &str = "\

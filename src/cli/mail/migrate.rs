@@ -12,7 +12,7 @@ use mailvault::mail::migrate::{
 use mailvault_recover::RunningCheck;
 
 use super::{EXIT_PARTIAL, EXIT_RUNNING, FromArgs};
-use crate::cli::cmd::UsageError;
+use crate::cli::UsageError;
 use crate::cli::progress::Drawer;
 
 const AFTER_HELP: &str = "\

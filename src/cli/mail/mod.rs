@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::cli::args::KeyArg;
+use crate::cli::KeyArg;
 
 pub mod export;
 pub mod merge;
@@ -55,7 +55,7 @@ impl SelectArgs {
     /// # Errors
     /// A usage error for a user without a domain or two different domains.
     pub fn mailbox(&self) -> anyhow::Result<(Option<String>, Option<String>)> {
-        let usage = |m: String| anyhow::Error::from(crate::cli::cmd::UsageError(m));
+        let usage = |m: String| anyhow::Error::from(crate::cli::UsageError(m));
         match self.user.as_deref().map(|u| u.split_once('@')) {
             Some(Some((u, d))) => {
                 if self.domain.as_deref().is_some_and(|x| x != d) {

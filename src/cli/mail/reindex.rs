@@ -11,7 +11,7 @@ use mailvault::mail::store::{self, LiveStore, MailStore as _};
 use serde::Serialize;
 
 use super::{EXIT_PARTIAL, EXIT_PROBLEMS, SelectArgs, ServerArgs};
-use crate::cli::cmd::UsageError;
+use crate::cli::UsageError;
 use crate::cli::printer;
 
 const AFTER_HELP: &str = "\

@@ -7,14 +7,14 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::cli::args::KeyArg;
+use crate::cli::KeyArg;
 use mailvault::mail::search::{self, Hit, SearchQuery, SearchReport};
 use mailvault_formats::ByteSize;
 use mailvault_recover::source;
 use mailvault_repo::chain::Pick;
 
 use super::{EXIT_PARTIAL, SelectArgs};
-use crate::cli::cmd::UsageError;
+use crate::cli::UsageError;
 use crate::cli::progress::Drawer;
 
 const AFTER_HELP: &str = "\
