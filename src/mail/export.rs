@@ -1006,7 +1006,31 @@ impl FolderRun<'_> {
                 .map_or(item.mtime, i64::from);
             let mut preread: Option<Vec<u8>> = None;
             let kind = match line.map(|l| l.class.as_str()).filter(|c| !c.is_empty()) {
-                Some(class) => GroupwareKind::of_class(class).map_or(Kind::Mail, Kind::Groupware),
+                Some(class) => match GroupwareKind::of_class(class) {
+                    None => Kind::Mail,
+                    Some(gk) if self.skip_groupware => Kind::Groupware(gk),
+                    Some(gk) => match store.read_item(item) {
+                        // A message filed with a calendar or contact class
+                        // but holding no such data is mail: exported as mail
+                        // rather than left out.
+                        Ok(c) => {
+                            let is_mail = groupware::payload(&c, gk).is_none()
+                                && crate::mail::merge::check_message(&c).is_ok();
+                            preread = Some(c);
+                            if is_mail {
+                                Kind::Mail
+                            } else {
+                                Kind::Groupware(gk)
+                            }
+                        }
+                        Err(e) => {
+                            self.problem(report, &item.rel, e.to_string());
+                            fr.not_exported += 1;
+                            progress.inc(1, item.size);
+                            continue;
+                        }
+                    },
+                },
                 None if item.size <= SNIFF_BYTES => match store.read_item(item) {
                     Ok(c) => {
                         let k = GroupwareKind::of_class(index_fld::item_class(&c))

@@ -1166,3 +1166,36 @@ Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--B--\r\n";
     let ics = std::fs::read_to_string(out.join("example.com/john/Calendar.ics")).unwrap();
     assert!(ics.contains("UID:kickoff@example.com"), "{ics}");
 }
+
+#[test]
+fn mail_filed_with_a_calendar_class_is_exported_as_mail() {
+    let t = TestInstall::sample();
+    let cal = t.path("store/mail/example.com/john/Calendar");
+    let mail = "From: pm@example.com\r\nSubject: moved here by a client\r\nMessage-ID: <m@x>\r\n\r\nnot an appointment\r\n";
+    std::fs::write(cal.join("#msgs/00000003.eml"), mail).unwrap();
+    let mut index = std::fs::read_to_string(cal.join("index.fld")).unwrap();
+    index.push_str(&format!(
+        "U00000003 F00000001 S{} D6ae8d450 M6ae8d450 I0001 CIPM.Appointment\n",
+        mail.len()
+    ));
+    std::fs::write(cal.join("index.fld"), index).unwrap();
+    let out = t.tmp.path().join("out");
+    let v = export_json(&[
+        "--install-dir",
+        t.install().to_str().unwrap(),
+        "--user",
+        "john@example.com",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(v["not_exported"].as_array().unwrap().len(), 0, "{v}");
+    let cur = out.join("example.com/john/.Calendar/cur");
+    let files: Vec<Vec<u8>> = std::fs::read_dir(&cur)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read(e.path()).unwrap())
+        .collect();
+    assert_eq!(files, [mail.as_bytes().to_vec()]);
+    let ics = std::fs::read_to_string(out.join("example.com/john/Calendar.ics")).unwrap();
+    assert!(!ics.contains("not an appointment"));
+}
