@@ -500,6 +500,17 @@ pub fn search(
     Ok(report)
 }
 
+/// Whether the header block in `b` has ended, looking only from the start
+/// of the last line of the first `looked` bytes (already searched): a blank
+/// line counts only at the start of a real line, wherever a read stopped.
+fn headers_done(b: &[u8], looked: usize) -> bool {
+    let from = b[..looked.min(b.len())]
+        .iter()
+        .rposition(|&c| c == b'\n')
+        .map_or(0, |p| p + 1);
+    header_end(&b[from..]).is_some()
+}
+
 /// What the threads found: (task, headers, volumes whose copy was damaged).
 struct Found {
     hits: Vec<(usize, Headers, Vec<usize>)>,
@@ -595,9 +606,9 @@ fn worker(
                 };
                 let mut looked = 0usize;
                 let mut enough = |b: &[u8]| {
-                    let from = looked.saturating_sub(2);
+                    let done = headers_done(b, looked);
                     looked = b.len();
-                    header_end(&b[from..]).is_some()
+                    done
                 };
                 match vol.read_head(
                     c.index,
@@ -632,6 +643,20 @@ fn worker(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_read_that_stops_at_a_line_end_is_not_the_end_of_the_headers() {
+        let b = b"A: b\r\nC: d\r\nE: f\r\n";
+        // The previous read stopped right after "C: d\r\n".
+        assert!(!headers_done(b, 12));
+        assert!(!headers_done(b, 11));
+        assert!(!headers_done(b, 13));
+        let done = b"A: b\r\nC: d\r\n\r\nbody";
+        // Up to the blank line (a read past it has found it already).
+        for looked in 0..14 {
+            assert!(headers_done(done, looked), "{looked}");
+        }
+    }
 
     #[test]
     fn header_blocks_end_at_the_first_blank_line() {
