@@ -28,6 +28,7 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::mail::folder::{InstallLock, LiveFolder};
 use crate::mail::giveback::{GiveBackReport, Outcome as GivenOutcome};
+use crate::mail::headers::{header_end, normal_id};
 use crate::mail::store::{FolderRef, ItemRef, LiveStore, MailStore};
 
 /// What to merge into, and how.
@@ -233,25 +234,8 @@ fn message_id_of(content: &[u8]) -> Option<String> {
 }
 
 fn normalize_id(id: &str) -> Option<String> {
-    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    let id = normal_id(id);
     (!id.is_empty()).then(|| id.to_string())
-}
-
-/// Offset of the blank line that ends the header block, if any.
-fn header_end(content: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i < content.len() {
-        let line_end = content[i..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(content.len(), |p| i + p);
-        let line = &content[i..line_end];
-        if line.is_empty() || line == b"\r" {
-            return Some(i);
-        }
-        i = line_end + 1;
-    }
-    None
 }
 
 /// The duplicate key: Message-ID and the SHA-256 of the content with CRLF

@@ -11,6 +11,7 @@
 pub mod export;
 pub mod folder;
 pub mod giveback;
+pub mod headers;
 pub mod merge;
 pub mod migrate;
 pub mod reindex;

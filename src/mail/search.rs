@@ -36,6 +36,7 @@ use mailvault_repo::{Problem, Repository};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::mail::headers::{header_end, normal_id};
 use crate::progress::Progress;
 
 /// What to look for. Text criteria are case-insensitive substrings of the
@@ -156,14 +157,6 @@ pub fn parse_date_bound(s: &str, end_of_day: bool) -> Result<i64> {
         .ok_or_else(|| Error::Invalid(format!("`{s}` is not a date")))
 }
 
-fn normal_id(s: &str) -> &str {
-    let s = s.trim();
-    s.strip_prefix('<')
-        .and_then(|s| s.strip_suffix('>'))
-        .unwrap_or(s)
-        .trim()
-}
-
 /// The headers a search looks at, decoded.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
@@ -229,28 +222,6 @@ pub fn parse_headers(parser: &MessageParser, block: &[u8]) -> Headers {
         subject: m.subject().unwrap_or_default().to_string(),
         message_id: m.message_id().map(|s| normal_id(s).to_string()),
     }
-}
-
-/// Where the header block of `b` ends (just after its blank line).
-#[must_use]
-pub fn header_end(b: &[u8]) -> Option<usize> {
-    if b.starts_with(b"\n") {
-        return Some(1);
-    }
-    if b.starts_with(b"\r\n") {
-        return Some(2);
-    }
-    let mut i = 0;
-    while let Some(p) = b[i..].iter().position(|&c| c == b'\n') {
-        let nl = i + p;
-        match b.get(nl + 1) {
-            Some(b'\n') => return Some(nl + 2),
-            Some(b'\r') if b.get(nl + 2) == Some(&b'\n') => return Some(nl + 3),
-            _ => {}
-        }
-        i = nl + 1;
-    }
-    None
 }
 
 struct Matcher {
@@ -656,15 +627,6 @@ mod tests {
         for looked in 0..14 {
             assert!(headers_done(done, looked), "{looked}");
         }
-    }
-
-    #[test]
-    fn header_blocks_end_at_the_first_blank_line() {
-        assert_eq!(header_end(b"A: b\r\n\r\nbody"), Some(8));
-        assert_eq!(header_end(b"A: b\n\nbody"), Some(6));
-        assert_eq!(header_end(b"A: b\r\nC: d\r\n"), None);
-        assert_eq!(header_end(b"\r\nbody"), Some(2));
-        assert_eq!(header_end(b"A: b\n\r\n"), Some(7));
     }
 
     #[test]
