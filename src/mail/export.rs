@@ -884,9 +884,7 @@ fn publish(dirs: &[PathBuf]) -> Result<()> {
 /// Makes what was written on `p`'s filesystem durable (one `syncfs`
 /// instead of an fsync per message).
 fn sync_fs(p: &Path) {
-    if let Ok(f) = fs::File::open(p) {
-        let _ = rustix::fs::syncfs(&f);
-    }
+    let _ = mailvault_recover::stage::sync_filesystem(p);
 }
 
 /// Whether a failure to create an output is the folder's own (its name)

@@ -368,8 +368,7 @@ pub(super) fn copy_install(
 
 /// Makes everything written on the target's filesystem durable.
 fn sync_fs(p: &Path) -> Result<()> {
-    let f = fs::File::open(p).map_err(Error::io("cannot open", p))?;
-    rustix::fs::syncfs(&f).map_err(|e| Error::io("cannot sync", p)(e.into()))
+    mailvault_recover::stage::sync_filesystem(p).map_err(Error::io("cannot sync", p))
 }
 
 enum CopyError {
