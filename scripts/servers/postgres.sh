@@ -41,26 +41,7 @@ server_bin() {
   echo "$best"
 }
 
-# apt-get install without starting the packaged service (the Debian package
-# would start its own cluster on port 5432): a policy-rc.d saying "no" for the
-# install's duration when the machine has none.
-apt_install() {
-  export DEBIAN_FRONTEND=noninteractive
-  local policy=/usr/sbin/policy-rc.d made=""
-  if [ ! -e "$policy" ]; then
-    printf '#!/bin/sh\n# mailvault scripts/servers: no service starts during this install\nexit 101\n' >"$policy"
-    chmod 755 "$policy"
-    made=1
-  fi
-  local rc=0
-  { apt-get update -qq && apt-get install -y -qq "$@" >/dev/null; } || rc=$?
-  [ -n "$made" ] && rm -f "$policy"
-  return "$rc"
-}
-
-run_as_owner() {
-  setpriv --reuid="$owner" --regid="$(id -g "$owner")" --init-groups -- "$@"
-}
+. scripts/servers/lib.sh
 
 # The postmaster pid if it is our own server (the pid file may be stale after
 # a reboot or a crash), else nothing.
