@@ -153,22 +153,7 @@ pub fn variables(file: &str, xml: &[u8]) -> Result<Vec<Variable>> {
             }
             Event::GeneralRef(r) => {
                 if let Some(c) = cur.as_mut() {
-                    let ch = match r
-                        .resolve_char_ref()
-                        .map_err(|e| err(&reader, e.to_string()))?
-                    {
-                        Some(ch) => ch,
-                        None => match &*r {
-                            "lt" => '<',
-                            "gt" => '>',
-                            "amp" => '&',
-                            "quot" => '"',
-                            "apos" => '\'',
-                            other => {
-                                return Err(err(&reader, format!("unknown entity `&{other};`")));
-                            }
-                        },
-                    };
+                    let ch = super::entity_char(&r).map_err(|m| err(&reader, m))?;
                     c.value.push(ch);
                 }
             }

@@ -97,25 +97,7 @@ pub fn list_items(file: &str, xml: &[u8], list: &str) -> Result<Vec<ListItem>> {
             }
             Event::GeneralRef(r) => {
                 if let Some((_, v)) = var.as_mut() {
-                    let c = match r
-                        .resolve_char_ref()
-                        .map_err(|er| xml_err(&reader, er.to_string()))?
-                    {
-                        Some(c) => c,
-                        None => match &*r {
-                            "lt" => '<',
-                            "gt" => '>',
-                            "amp" => '&',
-                            "quot" => '"',
-                            "apos" => '\'',
-                            other => {
-                                return Err(xml_err(
-                                    &reader,
-                                    format!("unknown entity `&{other};`"),
-                                ));
-                            }
-                        },
-                    };
+                    let c = entity_char(&r).map_err(|m| xml_err(&reader, m))?;
                     v.push(c);
                 }
             }
@@ -194,6 +176,22 @@ pub fn write_config(lists: &[(&str, Vec<Vars<'_>>)]) -> String {
     }
     s.push_str("</config>\n");
     s
+}
+
+/// The character an entity or character reference (`&amp;`, `&#233;`)
+/// stands for: XML's five predefined entities, or why not.
+pub(crate) fn entity_char(r: &quick_xml::events::BytesRef<'_>) -> Result<char, String> {
+    match r.resolve_char_ref().map_err(|e| e.to_string())? {
+        Some(c) => Ok(c),
+        None => match &**r {
+            "lt" => Ok('<'),
+            "gt" => Ok('>'),
+            "amp" => Ok('&'),
+            "quot" => Ok('"'),
+            "apos" => Ok('\''),
+            other => Err(format!("unknown entity `&{other};`")),
+        },
+    }
 }
 
 #[cfg(test)]
